@@ -4,18 +4,51 @@ A dataset is a list of :class:`Sample` records per split. Readers of real datase
 (SYSU-MM01, RegDB, manifest CSV) and the synthetic generator all return a
 :class:`ReIDData`, so the sampler, the evaluation protocols and the CLI never need to know
 where the images come from.
+
+Conventions shared by every reader (see also ``ReIDData``):
+
+* ``train`` identities are remapped to ``0..C-1`` in the order of the sorted original ids;
+  the map is ``meta["train_id_map"]`` (original id -> label). Every train identity has at
+  least one visible and one thermal image (readers raise ``ValueError`` otherwise).
+* ``query`` / ``gallery`` keep the dataset's own identity numbers.
+* **Direction.** ``query`` holds every sample that may be a query and ``gallery`` every
+  sample that may be a gallery image, *of either modality*. A protocol picks the direction
+  with :func:`query_gallery` (query of one modality, gallery of the other). SYSU-MM01 has
+  only thermal queries and visible gallery images (so only thermal-to-visible is
+  available); RegDB and manifest ``test`` rows put every test image in both lists, so both
+  directions are available.
+* ``meta`` keys readers fill in: ``"root"`` (str), ``"train_id_map"`` (dict),
+  ``"camera_modality"`` (camera -> 0/1), and where known ``"camera_scene"``
+  (camera -> ``"indoor"`` / ``"outdoor"``, used by indoor-/outdoor-search). Reader-specific
+  keys are documented by each reader.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Callable, Collection, Iterable, Sequence
 
 import torch
 
 VISIBLE = 0
 THERMAL = 1
 MODALITY_NAMES = {VISIBLE: "visible", THERMAL: "thermal"}
+
+#: spellings accepted by :func:`parse_modality` (lower-cased, stripped)
+MODALITY_ALIASES = {
+    "0": VISIBLE,
+    "visible": VISIBLE,
+    "vis": VISIBLE,
+    "rgb": VISIBLE,
+    "color": VISIBLE,
+    "colour": VISIBLE,
+    "1": THERMAL,
+    "thermal": THERMAL,
+    "infrared": THERMAL,
+    "ir": THERMAL,
+    "nir": THERMAL,
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,8 @@ class ReIDData:
     ``gallery`` is the gallery *pool*: protocols that sample a gallery per trial
     (SYSU-MM01 single-/multi-shot) draw from it. ``loader`` turns a sample into a
     ``uint8`` tensor ``(3, H, W)``; ``None`` means "read ``sample.path`` from disk".
+    ``query`` and ``gallery`` may hold both modalities: use :func:`query_gallery` to get
+    the pair for one search direction.
     """
 
     name: str
@@ -65,3 +100,106 @@ def as_arrays(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, to
     cams = torch.tensor([s.camera for s in samples], dtype=torch.long)
     mods = torch.tensor([s.modality for s in samples], dtype=torch.long)
     return ids, cams, mods
+
+
+def parse_modality(value: object) -> int:
+    """``0`` (visible) or ``1`` (thermal) from ``0``/``1`` or a name in ``MODALITY_ALIASES``.
+
+    >>> parse_modality("Thermal"), parse_modality(0), parse_modality("rgb")
+    (1, 0, 0)
+    """
+    key = str(value).strip().lower()
+    if key not in MODALITY_ALIASES:
+        raise ValueError(
+            f"unknown modality {value!r}; use 0/1 or one of {sorted(MODALITY_ALIASES)}"
+        )
+    return MODALITY_ALIASES[key]
+
+
+def select(
+    samples: Iterable[Sample],
+    *,
+    modality: int | None = None,
+    cameras: Collection[int] | None = None,
+) -> list[Sample]:
+    """The samples of one modality and/or from some cameras, in their original order."""
+    out = list(samples)
+    if modality is not None:
+        out = [s for s in out if s.modality == modality]
+    if cameras is not None:
+        keep = set(cameras)
+        out = [s for s in out if s.camera in keep]
+    return out
+
+
+def query_gallery(data: ReIDData, query_modality: int | str) -> tuple[list[Sample], list[Sample]]:
+    """``(query, gallery)`` for one search direction.
+
+    ``query`` = the samples of ``data.query`` of ``query_modality``; ``gallery`` = the
+    samples of ``data.gallery`` of the other modality. Visible-to-thermal is
+    ``query_gallery(data, "visible")``.
+
+    Raises:
+        ValueError: when the dataset offers no query or no gallery image for that
+            direction (e.g. visible queries on SYSU-MM01).
+
+    Example::
+
+        >>> d = ReIDData("toy", [], [Sample("a", 0, 1, 0), Sample("b", 0, 2, 1)],
+        ...              [Sample("a", 0, 1, 0), Sample("b", 0, 2, 1)])
+        >>> q, g = query_gallery(d, "thermal")
+        >>> [s.path for s in q], [s.path for s in g]
+        (['b'], ['a'])
+    """
+    qm = parse_modality(query_modality)
+    query = select(data.query, modality=qm)
+    gallery = select(data.gallery, modality=1 - qm)
+    direction = f"{MODALITY_NAMES[qm]}-to-{MODALITY_NAMES[1 - qm]}"
+    if not query:
+        raise ValueError(f"{data.name}: no {MODALITY_NAMES[qm]} query images, so no {direction} search")
+    if not gallery:
+        raise ValueError(
+            f"{data.name}: no {MODALITY_NAMES[1 - qm]} gallery images, so no {direction} search"
+        )
+    return query, gallery
+
+
+def relabel(samples: Sequence[Sample]) -> tuple[list[Sample], dict[int, int]]:
+    """Remap identities to ``0..C-1`` in the order of the sorted original ids.
+
+    Returns the relabelled samples (same order) and the map original id -> label.
+    """
+    id_map = {pid: label for label, pid in enumerate(sorted({s.identity for s in samples}))}
+    return [replace(s, identity=id_map[s.identity]) for s in samples], id_map
+
+
+def check_both_modalities(samples: Iterable[Sample], source: str) -> None:
+    """Raise ``ValueError`` naming every identity that lacks a visible or a thermal image."""
+    seen: dict[int, set[int]] = defaultdict(set)
+    for s in samples:
+        seen[s.identity].add(s.modality)
+    missing = {
+        pid: MODALITY_NAMES[1 - next(iter(mods))] for pid, mods in seen.items() if len(mods) < 2
+    }
+    if missing:
+        listing = ", ".join(f"identity {pid} (no {m} image)" for pid, m in sorted(missing.items())[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ValueError(
+            f"{source}: every training identity needs visible and thermal images: {listing}{more}"
+        )
+
+
+__all__ = [
+    "VISIBLE",
+    "THERMAL",
+    "MODALITY_NAMES",
+    "MODALITY_ALIASES",
+    "Sample",
+    "ReIDData",
+    "as_arrays",
+    "parse_modality",
+    "select",
+    "query_gallery",
+    "relabel",
+    "check_both_modalities",
+]
