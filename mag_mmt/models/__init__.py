@@ -1,0 +1,59 @@
+"""Reference models: the paper's dual-path Swin and a small CPU CNN, one contract for both.
+
+Both follow AGW's forward contract ``model(x1, x2, modal=0)`` (see
+:mod:`mag_mmt.models.heads`) and a timm-like split ``forward_features`` / ``forward_head``.
+:func:`build_model` builds one by name for the CLI.
+
+Example::
+
+    >>> from mag_mmt.models import build_model
+    >>> model = build_model("small-cnn", num_classes=8, share_point="F3")
+    >>> feat, logits = model(torch.randn(2, 3, 64, 32), torch.randn(2, 3, 64, 32))
+    >>> feat.shape, logits.shape
+    (torch.Size([4, 256]), torch.Size([4, 8]))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch  # noqa: F401  (used in the doctest)
+
+from .dual_swin import SWIN_T_CONFIG, SWIN_TINY_TEST_CONFIG, DualPathSwin, load_swin_state_dict
+from .heads import SHARE_POINTS, BNNeckHead, DualPathNet, GeMPool, gem_pool, parse_share_point
+from .small_cnn import SmallCNN
+
+MODELS: dict[str, Callable[..., DualPathNet]] = {
+    "dual-swin": DualPathSwin,
+    "small-cnn": SmallCNN,
+}
+
+
+def build_model(name: str, num_classes: int, **kwargs: Any) -> DualPathNet:
+    """Build a registered model: ``"dual-swin"`` or ``"small-cnn"``.
+
+    ``kwargs`` go to the model's constructor (``share_point``, ``pretrained_path``,
+    ``img_size``, ...). Raises ``ValueError`` for an unknown name.
+    """
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    return factory(num_classes, **kwargs)
+
+
+__all__ = [
+    "MODELS",
+    "SHARE_POINTS",
+    "SWIN_T_CONFIG",
+    "SWIN_TINY_TEST_CONFIG",
+    "BNNeckHead",
+    "DualPathNet",
+    "DualPathSwin",
+    "GeMPool",
+    "SmallCNN",
+    "build_model",
+    "gem_pool",
+    "load_swin_state_dict",
+    "parse_share_point",
+]
