@@ -1,5 +1,5 @@
-"""PNG pictures with PIL: a generic image grid and the MAG figure (visible, thermal,
-visible', thermal' per row, like Figure 6 of the paper)."""
+"""PNG pictures with PIL: a generic image grid, the MAG figure (visible, thermal,
+visible', thermal' per row, like Figure 6 of the paper) and CMC curves."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["to_uint8_image", "save_image_grid", "save_augmentation_grid"]
+__all__ = ["to_uint8_image", "save_image_grid", "save_augmentation_grid", "save_cmc_plot"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -134,3 +134,70 @@ def save_augmentation_grid(
 
     rows = [[cell(x[i]) for x in batches] for i in range(n)]
     return save_image_grid(path, rows, column_titles=titles)
+
+
+_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+            (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+
+
+def save_cmc_plot(
+    path: PathLike,
+    curves: "dict[str, Sequence[float]]",
+    *,
+    title: str = "CMC",
+    size: "tuple[int, int]" = (640, 420),
+) -> Path:
+    """Write a PNG line chart of CMC curves: ``curves[name][k]`` is the rank-(k+1) accuracy
+    (a fraction in [0, 1]). Drawn with PIL only (no plotting dependency).
+
+    Example:
+        >>> import tempfile
+        >>> p = save_cmc_plot(tempfile.mkdtemp() + "/cmc.png", {"a": [0.2, 0.5, 0.7], "b": [0.3, 0.4, 0.9]})
+        >>> p.name
+        'cmc.png'
+    """
+    from PIL import Image, ImageDraw
+
+    if not curves:
+        raise ValueError("save_cmc_plot needs at least one curve")
+    for name, cmc in curves.items():
+        values = np.asarray(cmc, dtype=float)
+        if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
+            raise ValueError(f"curve {name!r} must be a non-empty 1-D sequence of finite numbers")
+        if values.min() < 0 or values.max() > 1:
+            raise ValueError(f"curve {name!r} must hold fractions in [0, 1]")
+    width, height = size
+    left, right, top, bottom = 56, 150, 34, 40
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+    max_rank = max(len(c) for c in curves.values())
+
+    def px(rank: float, value: float) -> "tuple[float, float]":
+        fx = 0.0 if max_rank == 1 else (rank - 1) / (max_rank - 1)
+        return x0 + fx * (x1 - x0), y0 + value * (y1 - y0)
+
+    for tick in range(0, 11, 2):
+        _, y = px(1, tick / 10)
+        draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
+        draw.text((x0 - 34, y - 6), f"{tick * 10:3d}%", fill=(60, 60, 60))
+    for rank in sorted({1, *range(5, max_rank + 1, 5), max_rank}):
+        x, _ = px(rank, 0)
+        draw.text((x - 6, y0 + 6), str(rank), fill=(60, 60, 60))
+    draw.rectangle([x0, y1, x1, y0], outline=(0, 0, 0))
+    draw.text((x0, 10), title, fill=(0, 0, 0))
+    draw.text(((x0 + x1) / 2 - 14, height - 18), "rank", fill=(60, 60, 60))
+    for i, (name, cmc) in enumerate(curves.items()):
+        colour = _PALETTE[i % len(_PALETTE)]
+        points = [px(k + 1, float(v)) for k, v in enumerate(cmc)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for x, y in points:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        ly = top + 10 + 18 * i
+        draw.line([(x1 + 12, ly + 6), (x1 + 32, ly + 6)], fill=colour, width=3)
+        draw.text((x1 + 38, ly), f"{name} ({100 * float(cmc[0]):.1f}%)", fill=(0, 0, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="PNG")
+    return path

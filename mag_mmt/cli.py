@@ -1,0 +1,269 @@
+"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo`` and ``pretrain``.
+
+This module only parses arguments and checks them (before any work starts); the work is
+done by :mod:`mag_mmt.engine`, :mod:`mag_mmt.demo` and :mod:`mag_mmt.pretrain`.
+
+Examples::
+
+    mag-mmt demo --out demo_out
+    mag-mmt train --data sysu --root /data/SYSU-MM01 --model dual-swin \\
+        --pretrained swin_t-704ceda3.pth --epochs 60 --out runs/sysu
+    torchrun --nproc_per_node 4 -m mag_mmt.cli train --data sysu --root /data/SYSU-MM01 ...
+    mag-mmt eval --data sysu --root /data/SYSU-MM01 --checkpoint runs/sysu/last.pt --full
+    mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
+    mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
+
+
+class CLIError(Exception):
+    """A bad argument, reported as ``mag-mmt: error: ...`` with exit code 2."""
+
+
+def _pair(kind: type) -> callable:  # type: ignore[valid-type]
+    def parse(text: str) -> tuple:
+        parts = text.replace("x", ",").split(",")
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"expected two values like 'A,B', got {text!r}")
+        try:
+            return (kind(parts[0]), kind(parts[1]))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", choices=DATASETS, default="synthetic",
+                   help="dataset: embedded synthetic data, SYSU-MM01, RegDB or a CSV manifest")
+    g.add_argument("--root", help="dataset folder (sysu, regdb) or manifest CSV file (manifest)")
+    g.add_argument("--synthetic-preset", default="demo", choices=("demo", "large"))
+    g.add_argument("--regdb-trial", type=int, default=1, help="RegDB split 1..10")
+    g.add_argument("--img-size", type=_pair(int), default=None, metavar="H,W",
+                   help="input size (default: 224,224 for dual-swin; the data's size for synthetic; 288,144)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
+    g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
+                   help="where the two modality paths start sharing weights (paper: F3)")
+    g.add_argument("--pretrained", help="local torchvision swin_t state_dict file (ImageNet weights)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _data_args(p)
+    _model_args(p)
+    p.add_argument("--init", help="start from this checkpoint's backbone weights (train or MMGL pretrain)")
+    g = p.add_argument_group("loss")
+    g.add_argument("--loss", choices=LOSSES, default="mmt",
+                   help="triplet term: multi-masking (paper), batch-hard, weighted-regularised (AGW) or none")
+    g.add_argument("--margin", type=float, default=0.3, help="m1")
+    g.add_argument("--pos-margin", type=float, default=0.1, help="m2 (MMT only)")
+    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda (MMT only)")
+    g.add_argument("--id-weight", type=float, default=1.0)
+    g.add_argument("--triplet-weight", type=float, default=1.0)
+    g = p.add_argument_group("modality augmentation (MAG)")
+    g.add_argument("--mag", dest="mag", action="store_true", default=True, help="on (default)")
+    g.add_argument("--no-mag", dest="mag", action="store_false", help="off")
+    g.add_argument("--mag-p", type=float, default=0.5)
+    g.add_argument("--mag-scale", type=_pair(float), default=(0.02, 0.4), metavar="LO,HI")
+    g.add_argument("--mag-ratio", type=_pair(float), default=(0.3, 3.3), metavar="LO,HI")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--steps-per-epoch", type=int, default=None)
+    g.add_argument("-P", "--num-identities", type=int, default=8, help="identities per batch")
+    g.add_argument("-K", "--num-instances", type=int, default=4, help="images per identity and modality")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    g.add_argument("--lr", type=float, default=0.01)
+    g.add_argument("--weight-decay", type=float, default=5e-4)
+    g.add_argument("--warmup-epochs", type=int, default=0)
+    g.add_argument("--milestones", type=int, nargs="*", default=[], help="epochs where lr drops x0.1")
+    g.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision (default: on CUDA)")
+    g.add_argument("--no-amp", dest="amp", action="store_false")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    g.add_argument("--out", default="runs/train", help="output folder (checkpoints, history.json)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    g.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
+    g.add_argument("--max-steps", type=int, default=None, help="stop after N steps (checkpointed)")
+    g.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: only at the end)")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mag-mmt",
+        description="Modality augmentation (MAG) and multi-masking triplet loss (MMT) for "
+        "visible-infrared person re-identification.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain}")
+
+    p = sub.add_parser("train", help="train a model")
+    _train_args(p)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint with a paper protocol")
+    _data_args(p)
+    p.add_argument("--checkpoint", required=True, help="a training checkpoint (OUT/last.pt)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="sysu, regdb or npu (default: the dataset's own)")
+    p.add_argument("--full", action="store_true", help="every setting (SYSU: all/indoor x single/multi)")
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+    p = sub.add_parser("demo", help="train the paper's four ablation arms on synthetic data")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per arm (default: the preset's)")
+    p.add_argument("--preset", choices=("demo", "tiny", "large"), default="demo",
+                   help="demo: <= 3 minutes on 2 CPU cores; tiny: seconds (smoke test); large: for GPUs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("pretrain", help="MMGL self-supervised pre-training (no labels)")
+    _data_args(p)
+    p.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
+    p.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"))
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32, help="RGB-IR pairs per step")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default="runs/pretrain")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def _check_data_args(args: argparse.Namespace) -> None:
+    if args.data == "synthetic":
+        return
+    if not args.root:
+        raise CLIError(f"--root is required with --data {args.data}")
+    root = Path(args.root)
+    if args.data == "manifest" and not root.is_file():
+        raise CLIError(f"manifest file {args.root!r} does not exist")
+    if args.data != "manifest" and not root.is_dir():
+        raise CLIError(f"dataset root {args.root!r} is not a folder")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        data=args.data, root=args.root, synthetic_preset=args.synthetic_preset, regdb_trial=args.regdb_trial,
+        img_size=args.img_size, num_identities=args.num_identities, num_instances=args.num_instances,
+        num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
+        init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
+        id_weight=args.id_weight, triplet_weight=args.triplet_weight, mag=args.mag, mag_p=args.mag_p,
+        mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones),
+        amp=args.amp, seed=args.seed, device=args.device, out=args.out, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, eval_every=args.eval_every,
+        progress=args.progress,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import engine
+
+    cfg = train_config(args)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    result = engine.train(cfg)
+    size = engine.image_size(cfg, result.data)
+    if not result.stopped_early and engine._dist_setup()[0] == 0:
+        metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
+        print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
+              f"mINP {100 * metrics['mINP']:.2f}%")
+        engine.write_json(Path(cfg.out) / "history.json", {"history": result.history, "final": metrics})
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import engine
+    from .checkpoint import CheckpointError
+    from .evaluation import format_table
+
+    _check_data_args(args)
+    if not Path(args.checkpoint).is_file():
+        raise CLIError(f"checkpoint {args.checkpoint!r} does not exist")
+    if args.trials < 1:
+        raise CLIError("--trials must be >= 1")
+    try:
+        device = engine.resolve_device(args.device)
+        model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
+    except (CheckpointError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    cfg.data, cfg.root, cfg.seed = args.data, args.root, args.seed
+    cfg.synthetic_preset, cfg.regdb_trial = args.synthetic_preset, args.regdb_trial
+    data = engine.load_data(cfg)
+    size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
+    results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
+                                  device=device, flip=args.flip, full=args.full)
+    print(format_table(list(results.values())))
+    if args.json:
+        engine.write_json(args.json, {name: r.summary() for name, r in results.items()})
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    if args.epochs is not None and args.epochs < 1:
+        raise CLIError("--epochs must be >= 1")
+    run_demo(args.out, preset=args.preset, epochs=args.epochs, seed=args.seed, device=args.device,
+             progress=args.progress)
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from . import engine
+    from .pretrain import run_pretraining
+
+    _check_data_args(args)
+    if args.epochs < 1 or args.batch_size < 2:
+        raise CLIError("--epochs must be >= 1 and --batch-size >= 2")
+    cfg = TrainConfig(data=args.data, root=args.root, synthetic_preset=args.synthetic_preset,
+                      regdb_trial=args.regdb_trial, img_size=args.img_size, model=args.model,
+                      share_point=args.share_point, seed=args.seed, device=args.device, out=args.out)
+    engine.seed_everything(args.seed)
+    data = engine.load_data(cfg)
+    path = run_pretraining(cfg, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           progress=args.progress)
+    print(f"wrote {path}; fine-tune with: mag-mmt train --init {path} ...")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CLIError as exc:
+        parser.error(str(exc))  # exits with status 2
+    except FileNotFoundError as exc:
+        print(f"mag-mmt: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m mag_mmt.cli`` (torchrun)
+    sys.exit(main())

@@ -1,0 +1,597 @@
+"""Training and evaluation loops: what ``mag-mmt train``, ``eval`` and ``demo`` run.
+
+The command line only parses arguments into a :class:`TrainConfig` and calls
+:func:`train` / :func:`evaluate_checkpoint`; everything else lives here, so a script can do
+the same in three lines::
+
+    from mag_mmt.engine import TrainConfig, train
+    result = train(TrainConfig(data="synthetic", model="small-cnn", epochs=5, out="runs/demo"))
+    print(result.history[-1])
+
+One training step (SPEC sections 1, 3 and 4)::
+
+    batch (2PK images: P*K visible then P*K thermal, visible i ~ thermal i)
+      -> device -> random horizontal flip -> MAG (ModalityAugment) -> normalise
+      -> model(visible, thermal) -> (feat, logits)
+      -> loss = id_weight * CE(logits, labels) + triplet_weight * triplet(feat, labels, modalities)
+
+Checkpoints (``OUT/last.pt``) are written atomically every ``checkpoint_every`` steps and at
+the end of every epoch; they hold the model, the optimiser, the scheduler position, every
+random state and the position in the epoch, so ``resume=True`` continues a killed run and
+gives the same weights as a run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data.records import ReIDData, Sample
+
+DATASETS = ("synthetic", "sysu", "regdb", "manifest")
+LOSSES = ("mmt", "batch-hard", "wrt", "none")
+PROTOCOLS = ("sysu", "regdb", "npu")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults: paper settings where the paper gives
+    them (SGD, momentum 0.9, weight decay 5e-4, lr 0.01), ours elsewhere."""
+
+    # data
+    data: str = "synthetic"
+    root: str | None = None
+    synthetic_preset: str = "demo"
+    regdb_trial: int = 1
+    img_size: tuple[int, int] | None = None  # default: 224x224 for dual-swin, 288x144 real, data size synthetic
+    num_identities: int = 8  # P
+    num_instances: int = 4  # K
+    num_workers: int = 0
+    # model
+    model: str = "small-cnn"
+    share_point: str = "F3"
+    pretrained: str | None = None  # torchvision swin_t weights (local file)
+    init: str | None = None  # a mag-mmt checkpoint (train or MMGL pre-train) to start from
+    # loss
+    loss: str = "mmt"
+    margin: float = 0.3
+    pos_margin: float = 0.1
+    pos_weight: float = 1.0
+    id_weight: float = 1.0
+    triplet_weight: float = 1.0
+    # augmentation
+    mag: bool = True
+    mag_p: float = 0.5
+    mag_scale: tuple[float, float] = (0.02, 0.4)
+    mag_ratio: tuple[float, float] = (0.3, 3.3)
+    flip: bool = True
+    # optimisation
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # default: the sampler's epoch length
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 0
+    milestones: tuple[int, ...] = ()  # epochs where lr is multiplied by 0.1
+    amp: bool | None = None  # default: on for CUDA
+    # run
+    seed: int = 0
+    device: str | None = None
+    out: str = "runs/train"
+    resume: bool = False
+    checkpoint_every: int = 0  # steps; 0 = end of each epoch only
+    max_steps: int | None = None  # stop (and checkpoint) after this many steps in all
+    eval_every: int = 0  # epochs; 0 = never during training
+    eval_trials: int = 10
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: v for k, v in values.items() if k in known})
+        for name in ("img_size", "mag_scale", "mag_ratio", "milestones"):
+            value = getattr(cfg, name)
+            if isinstance(value, list):
+                setattr(cfg, name, tuple(value))
+        return cfg
+
+    def validate(self) -> None:
+        """Check the configuration before any work starts (``ValueError`` names the field)."""
+        if self.data not in DATASETS:
+            raise ValueError(f"unknown dataset {self.data!r}; choose one of {', '.join(DATASETS)}")
+        if self.data != "synthetic":
+            if not self.root:
+                raise ValueError(f"--root is required for --data {self.data}")
+            path = Path(self.root)
+            if self.data == "manifest" and not path.is_file():
+                raise ValueError(f"manifest file {self.root!r} does not exist")
+            if self.data != "manifest" and not path.is_dir():
+                raise ValueError(f"dataset root {self.root!r} is not a folder")
+        from .models import MODELS
+
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("epochs", "num_identities", "num_instances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 0.0 <= self.mag_p <= 1.0:
+            raise ValueError(f"mag_p must be in [0, 1], got {self.mag_p}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("pretrained", "init"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"--{name} file {value!r} does not exist")
+        if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
+            raise ValueError(f"img_size must be (H, W) with H, W >= 8, got {self.img_size}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the model, the data it used and one row per epoch."""
+
+    model: nn.Module
+    data: ReIDData
+    config: TrainConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    stopped_early: bool = False
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+def load_data(cfg: TrainConfig) -> ReIDData:
+    """The :class:`ReIDData` named by ``cfg.data`` (readers raise clear errors)."""
+    if cfg.data == "synthetic":
+        from .data.synthetic import make_synthetic
+
+        return make_synthetic(cfg.synthetic_preset, seed=cfg.seed)
+    if cfg.data == "sysu":
+        from .data.sysu import read_sysu
+
+        return read_sysu(cfg.root)
+    if cfg.data == "regdb":
+        from .data.regdb import read_regdb
+
+        return read_regdb(cfg.root, trial=cfg.regdb_trial)
+    from .data.manifest import read_manifest
+
+    return read_manifest(cfg.root)
+
+
+def image_size(cfg: TrainConfig, data: ReIDData) -> tuple[int, int]:
+    """``cfg.img_size``, else 224x224 for the Swin (paper), the data's own size for synthetic
+    data, 288x144 (AGW's) otherwise."""
+    if cfg.img_size is not None:
+        return (int(cfg.img_size[0]), int(cfg.img_size[1]))
+    if cfg.model == "dual-swin":
+        return (224, 224)
+    if "size" in data.meta:
+        return tuple(int(v) for v in data.meta["size"])  # type: ignore[return-value]
+    return (288, 144)
+
+
+def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    from .models import build_model
+
+    kwargs: dict[str, Any] = {"share_point": cfg.share_point}
+    if cfg.model == "dual-swin" and cfg.pretrained:
+        kwargs["pretrained_path"] = cfg.pretrained
+    return build_model(cfg.model, num_classes, **kwargs)
+
+
+def build_triplet(cfg: TrainConfig, cross_rank: bool = False) -> nn.Module | None:
+    from .losses import BatchHardTripletLoss, MultiMaskingTripletLoss, WeightedRegularizedTripletLoss
+
+    if cfg.loss == "mmt":
+        return MultiMaskingTripletLoss(
+            margin=cfg.margin, pos_margin=cfg.pos_margin, pos_weight=cfg.pos_weight,
+            cross_rank=cross_rank, validate=False,
+        )
+    if cfg.loss == "batch-hard":
+        return BatchHardTripletLoss(margin=cfg.margin, cross_rank=cross_rank, validate=False)
+    if cfg.loss == "wrt":
+        return WeightedRegularizedTripletLoss()
+    return None
+
+
+def normalize_images(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation of a float ``[0, 1]`` batch (what the reference models expect)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Flip each image of ``x`` horizontally with probability 1/2 (batched, no sync)."""
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def load_init(model: nn.Module, path: str) -> dict[str, list[str]]:
+    """Load a checkpoint's backbone weights into ``model`` for ``--init``.
+
+    Works with training checkpoints and MMGL pre-training checkpoints. The classifier
+    (``head.classifier``) is never copied: its size depends on the dataset. Returns the
+    missing and unexpected keys; raises :class:`CheckpointError` when nothing matches.
+    """
+    state = load_checkpoint(path)
+    weights = state["model"]
+    own = model.state_dict()
+    usable = {
+        k: v for k, v in weights.items()
+        if k in own and not k.startswith("head.classifier") and own[k].shape == v.shape
+    }
+    if not usable:
+        raise CheckpointError(f"{path!r} holds no weights that fit model {type(model).__name__}")
+    missing, unexpected = model.load_state_dict(usable, strict=False)
+    return {"loaded": sorted(usable), "missing": list(missing), "unexpected": list(unexpected)}
+
+
+def _lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
+    """Linear warm-up over ``warmup_epochs``, then x0.1 at every milestone passed."""
+    lr = cfg.lr
+    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+        progress = (epoch * steps_per_epoch + step_in_epoch + 1) / (cfg.warmup_epochs * steps_per_epoch)
+        lr *= 0.1 + 0.9 * min(1.0, progress)
+    lr *= 0.1 ** sum(epoch >= m for m in cfg.milestones)
+    return lr
+
+
+def _rng_state(aug_gen: torch.Generator) -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "augment": aug_gen.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], aug_gen: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    aug_gen.set_state(state["augment"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def _dist_setup() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)``; initialises the process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], None] | None = print) -> TrainResult:
+    """Train a model as ``cfg`` says; see the module docstring for the step.
+
+    ``data`` may be passed to reuse already loaded data (the demo trains four arms on one
+    synthetic set). Returns a :class:`TrainResult`; the last checkpoint is ``OUT/last.pt``.
+    """
+    from torch.utils.data import DataLoader
+
+    from .augment import ModalityAugment
+    from .data.images import ImageDataset
+    from .data.sampler import CrossModalityIdentitySampler
+
+    cfg.validate()
+    log = log or (lambda _msg: None)
+    rank, world, local_rank = _dist_setup()
+    device = resolve_device(cfg.device) if world == 1 or not torch.cuda.is_available() else torch.device("cuda", local_rank)
+    seed_everything(cfg.seed)
+    if data is None:
+        data = load_data(cfg)
+    size = image_size(cfg, data)
+    num_classes = data.num_train_identities
+
+    model = build_model_for(cfg, num_classes).to(device)
+    if cfg.init:
+        info = load_init(model, cfg.init)
+        log(f"init: {len(info['loaded'])} tensors from {cfg.init}")
+    criterion = build_triplet(cfg, cross_rank=world > 1)
+    if cfg.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    amp_dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+
+    dataset = ImageDataset(data.train, loader=data.loader, size=size)
+    sampler = CrossModalityIdentitySampler(
+        data.train, num_identities=cfg.num_identities, num_instances=cfg.num_instances,
+        seed=cfg.seed, rank=rank, world_size=world, num_batches=cfg.steps_per_epoch,
+    )
+    steps_per_epoch = len(sampler)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    mag = ModalityAugment(p=cfg.mag_p, scale=cfg.mag_scale, ratio=cfg.mag_ratio, generator=aug_gen) if cfg.mag else None
+
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    start_epoch, start_step, global_step = 0, 0, 0
+    history: list[dict[str, float]] = []
+    if cfg.resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device, kind="train")
+        saved = TrainConfig.from_dict(state["config"])
+        for name in ("data", "model", "loss", "seed", "num_identities", "num_instances", "share_point"):
+            if getattr(saved, name) != getattr(cfg, name):
+                raise ValueError(
+                    f"cannot resume {ckpt_path}: it was trained with {name}={getattr(saved, name)!r}, "
+                    f"now {name}={getattr(cfg, name)!r}"
+                )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], aug_gen)
+        start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["step"]
+        history = list(state.get("history", []))
+        log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
+    elif cfg.resume:
+        log(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
+
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+
+    def save(epoch: int, step_in_epoch: int) -> None:
+        if rank != 0:
+            return
+        save_checkpoint(
+            {
+                "kind": "train",
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(aug_gen),
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "step": global_step,
+                "history": history,
+                "config": cfg.to_dict(),
+                "num_classes": num_classes,
+                "image_size": list(size),
+            },
+            ckpt_path,
+        )
+
+    stopped = False
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)[start_step if epoch == start_epoch else 0 :]
+        first = start_step if epoch == start_epoch else 0
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda")
+        sums = torch.zeros(3, device=device)  # total, id, triplet (no per-step host sync)
+        done, seen, t0 = 0, 0, time.perf_counter()
+        bar = _progress(cfg, rank, steps_per_epoch, first, f"epoch {epoch + 1}/{cfg.epochs}")
+        for i, (images, labels, modalities, _cams) in enumerate(loader, start=first):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, epoch, i, steps_per_epoch)
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            modalities = modalities.to(device, non_blocking=True)
+            half = images.shape[0] // 2
+            visible, thermal = images[:half], images[half:]
+            if cfg.flip:
+                visible = random_flip(visible, aug_gen)
+                thermal = random_flip(thermal, aug_gen)
+            if mag is not None:
+                visible, thermal = mag(visible, thermal)
+            visible, thermal = normalize_images(visible), normalize_images(thermal)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
+                feat, logits = train_model(visible, thermal)
+                id_loss = F.cross_entropy(logits.float(), labels)
+                tri_loss = criterion(feat, labels, modalities) if criterion is not None else id_loss.new_zeros(())
+                loss = cfg.id_weight * id_loss + cfg.triplet_weight * tri_loss
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            global_step += 1
+            done += 1
+            sums += torch.stack([loss.detach(), id_loss.detach(), tri_loss.detach()]).float()
+            seen += images.shape[0]
+            if bar is not None:
+                bar.update(1)
+                if (i + 1) % 10 == 0 or i + 1 == steps_per_epoch:
+                    bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            mid_epoch = i + 1 < steps_per_epoch
+            if cfg.max_steps is not None and global_step >= cfg.max_steps:
+                stopped = mid_epoch or epoch + 1 < cfg.epochs
+                if mid_epoch:
+                    save(epoch, i + 1)
+                    break
+            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and mid_epoch:
+                save(epoch, i + 1)
+        if bar is not None:
+            bar.close()
+        epoch_finished = first + done == steps_per_epoch
+        if epoch_finished:
+            row = dict(zip(("loss", "id_loss", "triplet_loss"), (sums / max(done, 1)).tolist()))
+            elapsed = time.perf_counter() - t0
+            row.update(epoch=epoch + 1, steps=done, seconds=elapsed, images_per_s=seen / max(elapsed, 1e-9))
+            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and rank == 0:
+                row.update(evaluate_model(model, data, size, trials=cfg.eval_trials, device=device))
+                model.train()
+            history.append(row)
+            log(_format_row(row))
+            save(epoch + 1, 0)
+        if stopped:
+            break
+    return TrainResult(model=model, data=data, config=cfg, history=history,
+                       checkpoint=ckpt_path if ckpt_path.exists() else None, stopped_early=stopped)
+
+
+def _progress(cfg: TrainConfig, rank: int, total: int, initial: int, desc: str) -> Any:
+    if not cfg.progress or rank != 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+
+
+def _format_row(row: dict[str, float]) -> str:
+    parts = [f"epoch {int(row['epoch'])}", f"loss {row['loss']:.4f}", f"id {row['id_loss']:.4f}",
+             f"triplet {row['triplet_loss']:.4f}", f"{row['images_per_s']:.0f} img/s"]
+    for key in ("rank1", "mAP", "mINP"):
+        if key in row:
+            parts.append(f"{key} {100 * row[key]:.2f}%")
+    return " | ".join(parts)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def features(model: nn.Module, samples: Sequence[Sample], data: ReIDData, size: tuple[int, int],
+             device: torch.device | None = None, flip: bool = False, batch_size: int = 128) -> torch.Tensor:
+    """Eval-mode features of ``samples`` with the training normalisation."""
+    from .evaluation import extract_features
+
+    return extract_features(model, samples, loader=data.loader, size=size, transform=normalize_images_single,
+                            device=device, flip=flip, batch_size=batch_size)
+
+
+def normalize_images_single(x: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize_images` for one ``(3, H, W)`` image (a dataset transform)."""
+    return normalize_images(x.unsqueeze(0)).squeeze(0)
+
+
+def evaluate_model(model: nn.Module, data: ReIDData, size: tuple[int, int], *, trials: int = 10,
+                   device: torch.device | None = None, flip: bool = False) -> dict[str, Any]:
+    """The headline numbers of ``data``'s main protocol: ``rank1``, ``mAP``, ``mINP`` and ``cmc``.
+
+    Synthetic and SYSU-MM01 data: thermal-to-visible all-search single-shot (SYSU rules);
+    RegDB: visible-to-thermal; manifest data: visible-to-thermal all-search single-shot.
+    """
+    result = run_protocol(model, data, size, trials=trials, device=device, flip=flip)
+    main = next(iter(result.values()))
+    return {"rank1": float(main.cmc[0]), "mAP": float(main.mAP), "mINP": float(main.mINP),
+            "cmc": [float(v) for v in main.cmc]}
+
+
+def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, protocol: str | None = None,
+                 trials: int = 10, device: torch.device | None = None, flip: bool = False,
+                 full: bool = False) -> dict[str, Any]:
+    """Run an evaluation protocol on ``data``; returns ``{setting: ProtocolResult}`` (main first).
+
+    ``protocol``: ``"sysu"`` (default for SYSU-MM01 and synthetic data), ``"regdb"``
+    (default for RegDB) or ``"npu"`` (default for manifests). ``full`` runs every setting
+    (SYSU: all/indoor x single/multi), otherwise only the main one.
+    """
+    from .evaluation import evaluate_cross_modality, evaluate_regdb, evaluate_sysu
+
+    if protocol is None:
+        protocol = {"regdb": "regdb", "manifest": "npu"}.get(data.name.lower(), "sysu")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol == "sysu":
+        qf = features(model, data.query, data, size, device, flip)
+        gf = features(model, data.gallery, data, size, device, flip)
+        settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
+        out = {}
+        for mode, shot in settings if full else settings[:1]:
+            res = evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot, trials=trials)
+            out[res.name] = res
+        return out
+    if protocol == "regdb":
+        feats = features(model, data.query, data, size, device, flip)
+        gallery_feats = feats if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
+        res = evaluate_regdb(feats, gallery_feats, data.query, data.gallery)
+        return {r.name: r for r in res.values()}
+    qf = features(model, data.query, data, size, device, flip)
+    gf = qf if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
+    scenes = data.meta.get("camera_scene")
+    res = evaluate_cross_modality(
+        qf, gf, data.query, data.gallery, camera_scene=scenes, trials=trials,
+        searches=None if full else ["all"], shots=("single", "multi") if full else ("single",),
+    )
+    return {r.name: r for r in res.values()}
+
+
+def model_from_checkpoint(path: str, device: torch.device | None = None) -> tuple[nn.Module, TrainConfig, dict]:
+    """Rebuild the model of a training checkpoint (architecture from its stored config)."""
+    state = load_checkpoint(path, map_location="cpu", kind="train")
+    cfg = TrainConfig.from_dict(state["config"])
+    cfg.pretrained = None
+    model = build_model_for(cfg, int(state["num_classes"]))
+    model.load_state_dict(state["model"])
+    if device is not None:
+        model = model.to(device)
+    return model, cfg, state
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def finite_or_nan(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")
