@@ -29,8 +29,12 @@ THERMAL = 1
 _EXPORTS = {
     "MultiMaskingTripletLoss": "mag_mmt.losses",
     "BatchHardTripletLoss": "mag_mmt.losses",
+    "WeightedRegularizedTripletLoss": "mag_mmt.losses",
     "ModalityAugment": "mag_mmt.augment",
+    "StackedModalityAugment": "mag_mmt.augment",
     "CrossModalityIdentitySampler": "mag_mmt.data.sampler",
+    "make_synthetic": "mag_mmt.data.synthetic",
+    "build_model": "mag_mmt.models",
     "rank_metrics": "mag_mmt.evaluation",
 }
 

@@ -44,6 +44,7 @@ from .records import (
 )
 from .regdb import read_regdb
 from .sampler import CrossModalityIdentitySampler, split_batch
+from .synthetic import SyntheticRenderer, make_synthetic
 from .sysu import SYSU_CAMERA_MODALITY, SYSU_CAMERA_SCENE, read_sysu
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "read_sysu",
     "read_regdb",
     "read_manifest",
+    "make_synthetic",
+    "SyntheticRenderer",
     "SYSU_CAMERA_MODALITY",
     "SYSU_CAMERA_SCENE",
     "IMAGE_EXTENSIONS",

@@ -1,0 +1,717 @@
+"""The multi-masking triplet loss (MMT, paper Eq. 1) and the triplet baselines built on it.
+
+Batch convention: ``embeddings`` ``(N, D)``, ``labels`` ``(N,)`` identities (any integers,
+negative ones included), ``modalities`` ``(N,)`` with 0 = visible, 1 = thermal/infrared.
+
+For an anchor ``a`` of modality ``M`` (``M'`` the other one) and the defaults
+``positive_modality = negative_modality = "cross"``::
+
+    P(a) = same identity, modality M', not a itself      N(a) = other identity, modality M'
+    MMAN(a) = [ max_{p in P(a)} d(a,p) - min_{n in N(a)} d(a,n) + margin ]_+
+    MMAP(a) = [ max_{p in P(a)} d(a,p) - min_{p in P(a)} d(a,p) - pos_margin ]_+
+    L = reduce over valid anchors of  MMAN(a) + pos_weight * MMAP(a)
+
+An anchor is valid when ``P(a)`` and ``N(a)`` are both non-empty and it passes the
+``anchors`` switch; invalid anchors contribute 0 and are not counted by ``"mean"``. A batch
+without a valid anchor gives 0 with zero (finite) gradients.
+
+How it runs: per chunk of anchors, one matmul gives an ``(A, M)`` score matrix ordered like
+the distances (:func:`mag_mmt.distances.mining_scores`), *without autograd*; labels and
+modalities are broadcast into positive/negative masks, and masked max/min (``-inf``/``+inf``
+fill) pick three reference columns per anchor. Only those ``3 * N`` distances are then
+recomputed, exactly and differentiably, from the embeddings
+(:func:`mag_mmt.distances.indexed_distance`), so backward costs ``O(N * D)`` and no ``N x N``
+tensor is kept for it. No ``.item()``, boolean indexing or data-dependent branch is on the path;
+with ``validate=False`` there is no host sync at all and ``torch.compile(fullgraph=True)``
+traces it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mag_mmt import _validation as V
+from mag_mmt import distributed as _dist
+from mag_mmt.distances import (
+    _IndexedDistance,
+    _no_autocast,
+    as_float32,
+    check_distance,
+    mining_operands,
+    mining_scores_from,
+    pairwise_distance,
+)
+
+__all__ = [
+    "MMTOutput",
+    "MinedTriplets",
+    "multi_masking_triplet_loss",
+    "batch_hard_triplet_loss",
+    "weighted_regularized_triplet_loss",
+    "masked_hard_mining",
+    "concat_modalities",
+    "MultiMaskingTripletLoss",
+    "BatchHardTripletLoss",
+    "WeightedRegularizedTripletLoss",
+]
+
+ModalityChoice = Literal["cross", "same", "any"]
+AnchorChoice = Literal["both", "visible", "thermal"]
+Reduction = Literal["mean", "sum", "none"]
+
+_MODALITY_CHOICES = ("cross", "same", "any")
+_ANCHOR_CHOICES = ("both", "visible", "thermal")
+_REDUCTIONS = ("mean", "sum", "none")
+#: with ``chunk_size=None`` anchors are processed in chunks of at most this many matrix cells
+AUTO_CHUNK_ELEMENTS = 1 << 22
+
+
+class MMTOutput(NamedTuple):
+    """Loss and its parts, all tensors (reading them does not sync until you call ``.item()``).
+
+    ``loss = mman + pos_weight * mmap``; ``mman``/``mmap`` are reduced like the loss
+    (0-d for ``"mean"``/``"sum"``, ``(N,)`` for ``"none"``); ``num_valid`` is the 0-d int64
+    number of valid anchors the mean divides by (over all ranks with ``cross_rank=True``).
+    """
+
+    loss: torch.Tensor
+    mman: torch.Tensor
+    mmap: torch.Tensor
+    num_valid: torch.Tensor
+
+
+class MinedTriplets(NamedTuple):
+    """Per anchor ``(A,)``: column indices of the hardest positive, easiest positive and hardest
+    negative, and whether the positive / negative set was non-empty. Indices of empty sets are
+    arbitrary but in range."""
+
+    hard_positive: torch.Tensor
+    easy_positive: torch.Tensor
+    hard_negative: torch.Tensor
+    has_positive: torch.Tensor
+    has_negative: torch.Tensor
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_options(
+    positive_modality: str, negative_modality: str, anchors: str, distance: str, reduction: str,
+    chunk_size: int | None,
+) -> None:
+    _check_choice(positive_modality, "positive_modality", _MODALITY_CHOICES)
+    _check_choice(negative_modality, "negative_modality", _MODALITY_CHOICES)
+    _check_choice(anchors, "anchors", _ANCHOR_CHOICES)
+    _check_choice(reduction, "reduction", _REDUCTIONS)
+    check_distance(distance)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def _check_batch(
+    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, prefix: str = ""
+) -> list[tuple[torch.Tensor, str]]:
+    """Static checks (raise now) and the value checks to read back later (returned)."""
+    e, l, m = f"{prefix}embeddings", f"{prefix}labels", f"{prefix}modalities"
+    V.check_tensor(embeddings, e, 2)
+    V.check_floating(embeddings, e)
+    V.check_tensor(labels, l, 1)
+    V.check_integer(labels, l)
+    V.check_tensor(modalities, m, 1)
+    V.check_integer(modalities, m)
+    V.check_same_length(e, embeddings, l, labels)
+    V.check_same_length(e, embeddings, m, modalities)
+    V.check_same_device(**{e: embeddings, l: labels, m: modalities})
+    if embeddings.shape[1] == 0:
+        raise ValueError(f"{e} must have at least one feature, got shape {tuple(embeddings.shape)}")
+    return [
+        (torch.isfinite(embeddings).all(), f"{e} contain NaN or Inf"),
+        (((modalities == 0) | (modalities == 1)).all(), f"{m} must hold only 0 (visible) and 1 (thermal)"),
+    ]
+
+
+def _check_all(
+    embeddings, labels, modalities, ref_embeddings, ref_labels, ref_modalities, validate: bool
+) -> None:
+    value_checks = _check_batch(embeddings, labels, modalities)
+    refs = (ref_embeddings, ref_labels, ref_modalities)
+    if any(r is not None for r in refs):
+        if any(r is None for r in refs):
+            raise ValueError("ref_embeddings, ref_labels and ref_modalities must be given together")
+        value_checks += _check_batch(ref_embeddings, ref_labels, ref_modalities, prefix="ref_")
+        if ref_embeddings.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"embeddings and ref_embeddings must have the same feature size, got "
+                f"{embeddings.shape[1]} and {ref_embeddings.shape[1]}"
+            )
+        V.check_same_device(embeddings=embeddings, ref_embeddings=ref_embeddings)
+    if validate and not V.is_compiling():
+        V.check_values(value_checks)
+
+
+# ----------------------------------------------------------------------------- masks and mining
+
+
+def _pair_keys(labels: torch.Tensor, modalities: torch.Tensor, which: str, anchor: bool) -> torch.Tensor:
+    """Integer keys such that ``anchor_key == ref_key`` iff same identity and the modality rule
+    holds: one broadcast comparison builds the positive mask."""
+    labels = labels.long()
+    if which == "any":
+        return labels
+    if which == "cross" and anchor:
+        return 2 * labels + (1 - modalities.long())
+    return 2 * labels + modalities.long()
+
+
+def _pair_masks(
+    labels: torch.Tensor, modalities: torch.Tensor, ref_labels: torch.Tensor, ref_modalities: torch.Tensor,
+    positive_modality: str, negative_modality: str, anchor_index: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, M)`` boolean positive and negative masks; ``anchor_index[i]`` is the reference
+    column holding anchor ``i`` itself (excluded from its positives), or ``None``."""
+    pos = (_pair_keys(labels, modalities, positive_modality, True).unsqueeze(1)
+           == _pair_keys(ref_labels, ref_modalities, positive_modality, False).unsqueeze(0))
+    if anchor_index is not None and positive_modality != "cross":  # "cross" never pairs a row with itself
+        pos = pos.scatter(1, anchor_index.unsqueeze(1), False)
+    neg = labels.unsqueeze(1) != ref_labels.unsqueeze(0)
+    if negative_modality == "cross":
+        neg = neg & (modalities.unsqueeze(1) != ref_modalities.unsqueeze(0))
+    elif negative_modality == "same":
+        neg = neg & (modalities.unsqueeze(1) == ref_modalities.unsqueeze(0))
+    return pos, neg
+
+
+def _anchor_selection(modalities: torch.Tensor, anchors: str) -> torch.Tensor | None:
+    if anchors == "visible":
+        return modalities == 0
+    if anchors == "thermal":
+        return modalities == 1
+    return None
+
+
+def masked_hard_mining(
+    dist: torch.Tensor,
+    labels: torch.Tensor,
+    modalities: torch.Tensor,
+    ref_labels: torch.Tensor,
+    ref_modalities: torch.Tensor,
+    *,
+    positive_modality: ModalityChoice = "cross",
+    negative_modality: ModalityChoice = "cross",
+    anchor_index: torch.Tensor | None = None,
+) -> MinedTriplets:
+    """Masked hard-example mining on a precomputed distance matrix (no autograd through it).
+
+    Args:
+        dist: ``(A, M)`` distances from ``A`` anchors to ``M`` references, ``M >= 1``, or any
+            scores that order each row the same way (:func:`mag_mmt.distances.mining_scores`).
+        labels, modalities: ``(A,)`` of the anchors; ``ref_labels``, ``ref_modalities``: ``(M,)``.
+        positive_modality, negative_modality: ``"cross"`` (other modality than the anchor),
+            ``"same"`` or ``"any"``.
+        anchor_index: ``(A,)`` column of each anchor in the references (never its own
+            positive), or ``None`` when anchors and references are distinct samples.
+
+    Returns:
+        :class:`MinedTriplets` of ``(A,)`` tensors; no host sync.
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.functional import masked_hard_mining, pairwise_distance
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> y, m = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+        >>> mined = masked_hard_mining(pairwise_distance(x), y, m, y, m, anchor_index=torch.arange(4))
+        >>> mined.hard_positive.tolist(), mined.hard_negative.tolist()
+        ([1, 0, 3, 2], [3, 2, 1, 0])
+    """
+    pos, neg = _pair_masks(labels, modalities, ref_labels, ref_modalities,
+                           positive_modality, negative_modality, anchor_index)
+    d = dist.detach()
+    inf = float("inf")
+    hp_val, hp_idx = d.masked_fill(~pos, -inf).max(dim=1)
+    ep_idx = d.masked_fill(~pos, inf).argmin(dim=1)
+    hn_val, hn_idx = d.masked_fill(~neg, inf).min(dim=1)
+    return MinedTriplets(hp_idx, ep_idx, hn_idx, hp_val > -inf, hn_val < inf)
+
+
+def _mine_chunked(
+    x: torch.Tensor, r: torch.Tensor, labels, modalities, ref_labels, ref_modalities,
+    positive_modality: str, negative_modality: str, anchor_index: torch.Tensor | None,
+    distance: str, chunk_size: int | None,
+) -> MinedTriplets:
+    """Mine in chunks of anchors so that at most ``chunk * M`` cells exist at a time."""
+    a, m = x.shape[0], r.shape[0]
+    rows = chunk_size if chunk_size is not None else max(1, AUTO_CHUNK_ELEMENTS // max(m, 1))
+    parts = []
+    with torch.no_grad():
+        xd = x.detach()
+        xd, rd, bias = mining_operands(xd, xd if r is x else r.detach(), distance=distance)  # type: ignore[arg-type]
+        for s in range(0, max(a, 1), rows):
+            e = min(s + rows, a)
+            scores = mining_scores_from(xd[s:e], rd, bias)
+            parts.append(masked_hard_mining(
+                scores, labels[s:e], modalities[s:e], ref_labels, ref_modalities,
+                positive_modality=positive_modality, negative_modality=negative_modality,  # type: ignore[arg-type]
+                anchor_index=None if anchor_index is None else anchor_index[s:e],
+            ))
+    if len(parts) == 1:
+        return parts[0]
+    return MinedTriplets(*(torch.cat(ts) for ts in zip(*parts)))
+
+
+# ----------------------------------------------------------------------------- the loss
+
+
+def _prepare(x: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """float32 (float64 kept), L2-normalised when asked (or for cosine), autocast off."""
+    with _no_autocast(x.device):
+        x = as_float32(x)
+        return F.normalize(x, dim=1, eps=1e-12) if normalize else x
+
+
+def multi_masking_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    modalities: torch.Tensor,
+    *,
+    margin: float = 0.3,
+    pos_margin: float = 0.1,
+    pos_weight: float = 1.0,
+    positive_modality: ModalityChoice = "cross",
+    negative_modality: ModalityChoice = "cross",
+    anchors: AnchorChoice = "both",
+    distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+    normalize: bool = False,
+    reduction: Reduction = "mean",
+    ref_embeddings: torch.Tensor | None = None,
+    ref_labels: torch.Tensor | None = None,
+    ref_modalities: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    cross_rank: bool = False,
+    scale_by_world_size: bool = True,
+    validate: bool = True,
+    return_parts: bool = False,
+) -> torch.Tensor | MMTOutput:
+    """Multi-masking triplet loss (paper Eq. 1); see the module docstring for the formula.
+
+    Args:
+        embeddings: ``(N, D)`` floating (fp16/bf16 are upcast: distances are float32).
+        labels: ``(N,)`` integer identities.
+        modalities: ``(N,)`` integer, 0 = visible, 1 = thermal.
+        margin: ``m1`` of MMAN (default 0.3, our default, not from the paper).
+        pos_margin: ``m2`` of MMAP (default 0.1, ours).
+        pos_weight: ``lambda`` weighting MMAP (default 1.0, ours); 0 turns MMAP off (MMTN only).
+        positive_modality, negative_modality: ``"cross"`` (paper), ``"same"`` (literal reading
+            of the extracted formula, for positives), ``"any"``.
+        anchors: ``"both"`` (default), ``"visible"`` (visible-to-thermal only) or ``"thermal"``.
+        distance: ``"euclidean"`` (default), ``"sqeuclidean"`` or ``"cosine"``.
+        normalize: L2-normalise the embeddings first.
+        reduction: ``"mean"`` over valid anchors (default), ``"sum"``, or ``"none"``: ``(N,)``
+            per anchor, 0 where invalid.
+        ref_embeddings, ref_labels, ref_modalities: optional reference set ``(M, D)``, ``(M,)``,
+            ``(M,)`` (pytorch-metric-learning's ``ref_emb`` convention): the rows of
+            ``embeddings`` are the anchors, positives and negatives come from the reference
+            set, and no anchor is excluded as "itself".
+        chunk_size: anchors per mining chunk; ``None`` picks chunks of at most
+            ``AUTO_CHUNK_ELEMENTS`` matrix cells. Results do not depend on it.
+        cross_rank: with an initialised ``torch.distributed`` group, gather embeddings,
+            labels and modalities of all ranks (same ``N`` on every rank); local rows are the
+            anchors, the global batch the references; gradients flow back to the owning rank.
+            Each rank then returns its *share*: the sum over its valid anchors divided by the
+            global number of valid anchors (``"mean"``), so the shares sum to the loss of one
+            process on the concatenated batch. Ignored without a group.
+        scale_by_world_size: with ``cross_rank``, multiply the share (``"mean"``/``"sum"``) by
+            the world size, so that after DDP's gradient *averaging* the parameters get exactly
+            the gradient of the single-process loss on the global batch. Set ``False`` to get
+            the bare share (then sum the ranks' values for the global loss).
+        validate: read the values back once to reject NaN/Inf embeddings and modality codes
+            outside {0, 1}. ``False`` makes the call free of host syncs. Shape, dtype and
+            device checks always run; value checks are skipped under ``torch.compile``.
+        return_parts: return :class:`MMTOutput` instead of the loss alone.
+
+    Returns:
+        0-d float32 tensor (float64 for float64 inputs), ``(N,)`` for ``reduction="none"``,
+        or :class:`MMTOutput` with ``return_parts=True``.
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.functional import multi_masking_triplet_loss
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> labels, modalities = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+        >>> multi_masking_triplet_loss(x, labels, modalities, margin=0.3)
+        tensor(0.)
+        >>> multi_masking_triplet_loss(x, labels, modalities, margin=10.5)
+        tensor(1.5000)
+    """
+    _check_options(positive_modality, negative_modality, anchors, distance, reduction, chunk_size)
+    _check_all(embeddings, labels, modalities, ref_embeddings, ref_labels, ref_modalities, validate)
+
+    unit = normalize or distance == "cosine"
+    x = _prepare(embeddings, unit)
+    n = x.shape[0]
+    world = _dist.world_size() if cross_rank else 1
+    if ref_embeddings is not None:
+        if cross_rank and world > 1:
+            raise ValueError("cross_rank=True cannot be combined with ref_embeddings")
+        r, r_lab, r_mod = _prepare(ref_embeddings, unit), ref_labels, ref_modalities
+        anchor_index = None
+    elif world > 1:
+        r = _dist.all_gather_with_grad(x)
+        r_lab = _dist.all_gather_no_grad(labels)
+        r_mod = _dist.all_gather_no_grad(modalities)
+        anchor_index = torch.arange(n, device=x.device) + _dist.rank() * n
+    else:
+        r, r_lab, r_mod = x, labels, modalities
+        anchor_index = torch.arange(n, device=x.device)
+    assert r_lab is not None and r_mod is not None
+
+    if r.shape[0] == 0:  # nothing to compare with: every anchor is invalid (static shape branch)
+        valid = torch.zeros(n, dtype=torch.bool, device=x.device)
+        zero = torch.where(valid, x.sum(dim=1), 0.0)
+        mman = mmap = zero
+    else:
+        mined = _mine_chunked(x, r, labels, modalities, r_lab, r_mod, positive_modality,
+                              negative_modality, anchor_index, distance, chunk_size)
+        index = torch.stack([mined.hard_positive, mined.easy_positive, mined.hard_negative], dim=1)
+        with _no_autocast(x.device):  # inputs are prepared: the bare Function, no re-normalising
+            d_hp, d_ep, d_hn = _IndexedDistance.apply(
+                x, None if r is x else r.to(x.dtype), index, distance).unbind(1)
+        valid = mined.has_positive & mined.has_negative
+        selected = _anchor_selection(modalities, anchors)
+        if selected is not None:
+            valid = valid & selected
+        mman = torch.where(valid, F.relu(d_hp - d_hn + margin), 0.0)
+        mmap = torch.where(valid, F.relu(d_hp - d_ep - pos_margin), 0.0)
+    per_anchor = mman + pos_weight * mmap
+
+    num_valid = valid.sum()
+    if world > 1:
+        num_valid = _dist.all_reduce_sum(num_valid)
+    if reduction == "none":
+        out = MMTOutput(per_anchor, mman, mmap, num_valid)
+    else:
+        scale = float(world) if (world > 1 and scale_by_world_size) else 1.0
+        if reduction == "mean":
+            denom = num_valid.clamp_min(1).to(per_anchor.dtype) / scale
+        else:
+            denom = torch.ones((), dtype=per_anchor.dtype, device=per_anchor.device) / scale
+        out = MMTOutput(per_anchor.sum() / denom, mman.sum() / denom, mmap.sum() / denom, num_valid)
+    return out if return_parts else out.loss
+
+
+def batch_hard_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    modalities: torch.Tensor | None = None,
+    *,
+    margin: float = 0.3,
+    **kwargs,
+) -> torch.Tensor | MMTOutput:
+    """Classic batch-hard triplet loss (Hermans et al.): per anchor, the hardest positive of
+    any modality against the hardest negative of any modality. It *is* the MMT core with
+    ``positive_modality = negative_modality = "any"`` and ``pos_weight = 0``; ``modalities``
+    may be ``None`` (then all rows count as visible). Other keywords as
+    :func:`multi_masking_triplet_loss`.
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.functional import batch_hard_triplet_loss
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=1.0)
+        tensor(0.)
+    """
+    if modalities is None:
+        V.check_tensor(labels, "labels", 1)
+        modalities = torch.zeros_like(labels, dtype=torch.int64)
+    for fixed in ("positive_modality", "negative_modality", "pos_weight"):
+        if fixed in kwargs:
+            raise TypeError(f"batch_hard_triplet_loss does not take {fixed}")
+    return multi_masking_triplet_loss(
+        embeddings, labels, modalities, margin=margin, pos_margin=0.0, pos_weight=0.0,
+        positive_modality="any", negative_modality="any", **kwargs,
+    )
+
+
+def weighted_regularized_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    modalities: torch.Tensor | None = None,
+    *,
+    positive_modality: ModalityChoice = "any",
+    negative_modality: ModalityChoice = "any",
+    anchors: AnchorChoice = "both",
+    distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+    normalize: bool = False,
+    reduction: Reduction = "mean",
+    validate: bool = True,
+) -> torch.Tensor:
+    """Weighted regularised triplet (WRT, the AGW baseline): no margin, soft weights.
+
+    Per anchor ``a``: ``dp = sum_p softmax_p(d(a,p)) d(a,p)`` over positives,
+    ``dn = sum_n softmax_n(-d(a,n)) d(a,n)`` over negatives, loss ``softplus(dp - dn)``
+    (= soft-margin ``log(1 + exp(dp - dn))``); reduced over valid anchors like MMT. The anchor is
+    not its own positive (AGW's code keeps it in, with weight ``exp(-max d)``); the masks are the
+    MMT masks, so ``"cross"`` restricts the sets to the other modality. Gradients flow through the
+    weights. Needs the full ``(N, N)`` matrix with autograd (no chunking).
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.functional import weighted_regularized_triplet_loss
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> round(float(weighted_regularized_triplet_loss(x, torch.tensor([0, 0, 1, 1]))), 4)
+        0.0002
+    """
+    _check_options(positive_modality, negative_modality, anchors, distance, reduction, None)
+    if modalities is None:
+        V.check_tensor(labels, "labels", 1)
+        modalities = torch.zeros_like(labels, dtype=torch.int64)
+    _check_all(embeddings, labels, modalities, None, None, None, validate)
+    x = _prepare(embeddings, normalize)
+    n = x.shape[0]
+    dist = pairwise_distance(x, distance=distance)
+    pos, neg = _pair_masks(labels, modalities, labels, modalities, positive_modality,
+                           negative_modality, torch.arange(n, device=x.device))
+    has_pos, has_neg = pos.any(dim=1), neg.any(dim=1)
+    inf = float("inf")
+
+    def soft_pick(logits: torch.Tensor, mask: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+        logits = torch.where(mask, logits, -inf)
+        logits = torch.where(has.unsqueeze(1), logits, 0.0)  # rows without a member: no NaN
+        w = torch.softmax(logits, dim=1)
+        return torch.where(mask, w * dist, 0.0).sum(dim=1)
+
+    dp = soft_pick(dist, pos, has_pos)
+    dn = soft_pick(-dist, neg, has_neg)
+    valid = has_pos & has_neg
+    selected = _anchor_selection(modalities, anchors)
+    if selected is not None:
+        valid = valid & selected
+    per_anchor = torch.where(valid, F.softplus(dp - dn), 0.0)
+    if reduction == "none":
+        return per_anchor
+    if reduction == "sum":
+        return per_anchor.sum()
+    return per_anchor.sum() / valid.sum().clamp_min(1).to(per_anchor.dtype)
+
+
+def concat_modalities(
+    visible_emb: torch.Tensor,
+    thermal_emb: torch.Tensor,
+    visible_labels: torch.Tensor,
+    thermal_labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two-tensor layout (AGW/CAJ: visible batch, thermal batch) to ``(embeddings, labels,
+    modalities)``: visible rows first, then thermal rows.
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.functional import concat_modalities
+        >>> e, y, m = concat_modalities(torch.zeros(2, 4), torch.ones(3, 4),
+        ...                             torch.tensor([1, 2]), torch.tensor([1, 2, 2]))
+        >>> e.shape, m.tolist()
+        (torch.Size([5, 4]), [0, 0, 1, 1, 1])
+    """
+    V.check_tensor(visible_emb, "visible_emb", 2)
+    V.check_tensor(thermal_emb, "thermal_emb", 2)
+    V.check_tensor(visible_labels, "visible_labels", 1)
+    V.check_tensor(thermal_labels, "thermal_labels", 1)
+    if visible_emb.shape[1] != thermal_emb.shape[1]:
+        raise ValueError(
+            f"visible_emb and thermal_emb must have the same feature size, got "
+            f"{visible_emb.shape[1]} and {thermal_emb.shape[1]}"
+        )
+    mods = torch.cat([
+        torch.zeros(visible_labels.shape[0], dtype=torch.int64, device=visible_labels.device),
+        torch.ones(thermal_labels.shape[0], dtype=torch.int64, device=thermal_labels.device),
+    ])
+    return torch.cat([visible_emb, thermal_emb]), torch.cat([visible_labels, thermal_labels]), mods
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+class MultiMaskingTripletLoss(nn.Module):
+    """Module form of :func:`mag_mmt.functional.multi_masking_triplet_loss` (same arguments).
+
+    ``forward(embeddings, labels, modalities, ref_emb=None, ref_labels=None,
+    ref_modalities=None)`` returns the loss; :meth:`forward_pair` takes the two-tensor layout.
+    After each call ``last_parts`` holds the detached :class:`MMTOutput` (MMAN, MMAP, number of
+    valid anchors) for logging, still on the device (no sync until you read it).
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt import MultiMaskingTripletLoss
+        >>> criterion = MultiMaskingTripletLoss(margin=0.3)
+        >>> x = torch.randn(8, 16, requires_grad=True)
+        >>> labels = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])
+        >>> modalities = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+        >>> loss = criterion(x, labels, modalities)
+        >>> loss.backward()
+        >>> int(criterion.last_parts.num_valid)
+        8
+    """
+
+    def __init__(
+        self,
+        margin: float = 0.3,
+        pos_margin: float = 0.1,
+        pos_weight: float = 1.0,
+        positive_modality: ModalityChoice = "cross",
+        negative_modality: ModalityChoice = "cross",
+        anchors: AnchorChoice = "both",
+        distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+        normalize: bool = False,
+        reduction: Reduction = "mean",
+        chunk_size: int | None = None,
+        cross_rank: bool = False,
+        scale_by_world_size: bool = True,
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_options(positive_modality, negative_modality, anchors, distance, reduction, chunk_size)
+        self.margin = float(margin)
+        self.pos_margin = float(pos_margin)
+        self.pos_weight = float(pos_weight)
+        self.positive_modality = positive_modality
+        self.negative_modality = negative_modality
+        self.anchors = anchors
+        self.distance = distance
+        self.normalize = normalize
+        self.reduction = reduction
+        self.chunk_size = chunk_size
+        self.cross_rank = cross_rank
+        self.scale_by_world_size = scale_by_world_size
+        self.validate = validate
+        self.last_parts: MMTOutput | None = None
+
+    def _options(self) -> dict:
+        return dict(
+            margin=self.margin, pos_margin=self.pos_margin, pos_weight=self.pos_weight,
+            positive_modality=self.positive_modality, negative_modality=self.negative_modality,
+            anchors=self.anchors, distance=self.distance, normalize=self.normalize,
+            reduction=self.reduction, chunk_size=self.chunk_size, cross_rank=self.cross_rank,
+            scale_by_world_size=self.scale_by_world_size, validate=self.validate,
+        )
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        modalities: torch.Tensor,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        ref_modalities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        out = multi_masking_triplet_loss(
+            embeddings, labels, modalities, ref_embeddings=ref_emb, ref_labels=ref_labels,
+            ref_modalities=ref_modalities, return_parts=True, **self._options(),
+        )
+        assert isinstance(out, MMTOutput)
+        self.last_parts = MMTOutput(*(t.detach() for t in out))
+        return out.loss
+
+    def forward_pair(
+        self,
+        visible_emb: torch.Tensor,
+        thermal_emb: torch.Tensor,
+        visible_labels: torch.Tensor,
+        thermal_labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """Loss for the two-tensor layout: ``(B_v, D)``, ``(B_t, D)``, ``(B_v,)``, ``(B_t,)``."""
+        return self(*concat_modalities(visible_emb, thermal_emb, visible_labels, thermal_labels))
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self._options().items())
+
+
+class BatchHardTripletLoss(MultiMaskingTripletLoss):
+    """Classic batch-hard triplet loss: :class:`MultiMaskingTripletLoss` with
+    ``positive_modality = negative_modality = "any"`` and ``pos_weight = 0``. ``modalities``
+    may be omitted.
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt import BatchHardTripletLoss
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> BatchHardTripletLoss(margin=1.0)(x, torch.tensor([0, 0, 1, 1]))
+        tensor(0.)
+    """
+
+    def __init__(
+        self,
+        margin: float = 0.3,
+        anchors: AnchorChoice = "both",
+        distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+        normalize: bool = False,
+        reduction: Reduction = "mean",
+        chunk_size: int | None = None,
+        cross_rank: bool = False,
+        scale_by_world_size: bool = True,
+        validate: bool = True,
+    ) -> None:
+        super().__init__(
+            margin=margin, pos_margin=0.0, pos_weight=0.0, positive_modality="any",
+            negative_modality="any", anchors=anchors, distance=distance, normalize=normalize,
+            reduction=reduction, chunk_size=chunk_size, cross_rank=cross_rank,
+            scale_by_world_size=scale_by_world_size, validate=validate,
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        modalities: torch.Tensor | None = None,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        ref_modalities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if modalities is None:
+            V.check_tensor(labels, "labels", 1)
+            modalities = torch.zeros_like(labels, dtype=torch.int64)
+        if ref_emb is not None and ref_modalities is None and ref_labels is not None:
+            V.check_tensor(ref_labels, "ref_labels", 1)
+            ref_modalities = torch.zeros_like(ref_labels, dtype=torch.int64)
+        return super().forward(embeddings, labels, modalities, ref_emb, ref_labels, ref_modalities)
+
+
+class WeightedRegularizedTripletLoss(nn.Module):
+    """Module form of :func:`mag_mmt.functional.weighted_regularized_triplet_loss` (AGW's WRT).
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.losses import WeightedRegularizedTripletLoss
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> round(float(WeightedRegularizedTripletLoss()(x, torch.tensor([0, 0, 1, 1]))), 4)
+        0.0002
+    """
+
+    def __init__(
+        self,
+        positive_modality: ModalityChoice = "any",
+        negative_modality: ModalityChoice = "any",
+        anchors: AnchorChoice = "both",
+        distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+        normalize: bool = False,
+        reduction: Reduction = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_options(positive_modality, negative_modality, anchors, distance, reduction, None)
+        self.options = dict(
+            positive_modality=positive_modality, negative_modality=negative_modality,
+            anchors=anchors, distance=distance, normalize=normalize, reduction=reduction,
+            validate=validate,
+        )
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return weighted_regularized_triplet_loss(embeddings, labels, modalities, **self.options)
