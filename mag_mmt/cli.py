@@ -17,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -140,7 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"))
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32, help="RGB-IR pairs per step")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the images")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--grid", type=_pair(int), default=(2, 2), metavar="GH,GW",
+                   help="jigsaw grid (tiles per column, per row)")
+    p.add_argument("--num-permutations", type=int, default=24, help="size of the fixed permutation set")
+    p.add_argument("--local-weight", type=float, default=1.0, help="weight of the patch InfoNCE")
+    p.add_argument("--temperature", type=float, default=0.1, help="InfoNCE temperature")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/pretrain")
@@ -238,12 +246,20 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _check_data_args(args)
     if args.epochs < 1 or args.batch_size < 2:
         raise CLIError("--epochs must be >= 1 and --batch-size >= 2")
+    if min(args.grid) < 1 or args.grid[0] * args.grid[1] < 2:
+        raise CLIError(f"--grid must have at least 2 tiles, got {args.grid}")
+    if math.factorial(args.grid[0] * args.grid[1]) < args.num_permutations or args.num_permutations < 2:
+        raise CLIError(f"--num-permutations must be in [2, {math.factorial(args.grid[0] * args.grid[1])}] "
+                       f"for a {args.grid[0]}x{args.grid[1]} grid")
     cfg = TrainConfig(data=args.data, root=args.root, synthetic_preset=args.synthetic_preset,
                       regdb_trial=args.regdb_trial, img_size=args.img_size, model=args.model,
                       share_point=args.share_point, seed=args.seed, device=args.device, out=args.out)
     engine.seed_everything(args.seed)
     data = engine.load_data(cfg)
     path = run_pretraining(cfg, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           optimizer=args.optimizer, grid=tuple(args.grid),
+                           num_permutations=args.num_permutations, local_weight=args.local_weight,
+                           temperature=args.temperature, steps_per_epoch=args.steps_per_epoch,
                            progress=args.progress)
     print(f"wrote {path}; fine-tune with: mag-mmt train --init {path} ...")
     return 0

@@ -23,8 +23,7 @@ Backbone interface (see :func:`feature_maps`): the model exposes
 ``forward_feature_map(x1, x2, modal=0) -> (B1 + B2, C, h, w)``, the spatial map before global
 pooling, following the AGW forward contract (``modal=0``: ``x1`` visible and ``x2`` thermal,
 concatenated in that order; ``1``: ``x1`` through the visible path; ``2``: ``x2`` through the
-thermal path). The library's models (``SmallCNN``, ``DualPathSwin``) are adapted through their
-``visible`` / ``thermal`` / ``shared`` unit lists.
+thermal path). The library's models (``SmallCNN``, ``DualPathSwin``) have it.
 
 Example::
 
@@ -528,18 +527,12 @@ def feature_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Spatial feature maps ``(B, C, h, w)`` of the RGB and the IR batch, in one forward pass.
 
-    The backbone interface MMGL needs, in order of preference:
-
-    1. ``model.forward_feature_map(x1, x2, modal=0) -> (B1 + B2, C, h, w)``: the map before
-       global pooling, with the AGW contract (``modal=0``: ``x1`` visible through the visible
-       path, ``x2`` thermal through the thermal path, rows concatenated visible first).
-    2. The dual-path layout of :class:`mag_mmt.models.DualPathNet` (``SmallCNN``,
-       ``DualPathSwin``): ``nn.ModuleList`` attributes ``visible``, ``thermal`` (the
-       modality-specific units) and ``shared``, plus ``input_size`` (``None`` or ``(H, W)``
-       to resize inputs to). The map is what ``forward_features`` computes before ``pool``.
-
-    Both batches go through the network together, so batch-norm statistics of shared layers
-    mix the modalities exactly as in fine-tuning.
+    The backbone interface MMGL needs is ``model.forward_feature_map(x1, x2, modal=0) ->
+    (B1 + B2, C, h, w)``: the map before global pooling, with the AGW contract (``x1``
+    visible through the visible path, ``x2`` thermal through the thermal path, rows
+    concatenated visible first). Every :class:`mag_mmt.models.DualPathNet` (``SmallCNN``,
+    ``DualPathSwin``) has it. Both batches go through the network together, so batch-norm
+    statistics of shared layers mix the modalities exactly as in fine-tuning.
 
     Args:
         rgb: ``(B1, 3, H, W)``; ir: ``(B2, 3, H, W)``.
@@ -548,10 +541,15 @@ def feature_maps(
         ``(map_rgb (B1, C, h, w), map_ir (B2, C, h, w))``.
 
     Raises:
-        TypeError: the model offers neither interface.
+        TypeError: the model has no ``forward_feature_map``.
     """
     fn = getattr(model, "forward_feature_map", None)
-    out = fn(rgb, ir, 0) if callable(fn) else _dual_path_feature_map(model, rgb, ir)
+    if not callable(fn):
+        raise TypeError(
+            f"{type(model).__name__} has no forward_feature_map(x1, x2, modal) -> (B, C, h, w); MMGL "
+            "pre-training needs the spatial feature map before global pooling"
+        )
+    out = fn(rgb, ir, 0)
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != rgb.shape[0] + ir.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
@@ -559,34 +557,6 @@ def feature_maps(
             f"({rgb.shape[0] + ir.shape[0]}, C, h, w), got {shape}"
         )
     return out[: rgb.shape[0]], out[rgb.shape[0] :]
-
-
-def _dual_path_feature_map(model: nn.Module, rgb: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """The pre-pooling map of a ``DualPathNet``-layout model (see :func:`feature_maps`)."""
-    paths = [getattr(model, name, None) for name in ("visible", "thermal", "shared")]
-    if not all(isinstance(p, nn.ModuleList) for p in paths):
-        raise TypeError(
-            f"{type(model).__name__} has no forward_feature_map(x1, x2, modal) -> (B, C, h, w) and "
-            "not the dual-path layout (ModuleLists 'visible', 'thermal', 'shared'); MMGL "
-            "pre-training needs the spatial feature map before global pooling"
-        )
-    if rgb.shape[1:] != ir.shape[1:]:
-        raise ValueError(
-            f"rgb and ir must have the same (C, H, W), got {tuple(rgb.shape[1:])} and {tuple(ir.shape[1:])}"
-        )
-    size = getattr(model, "input_size", None)
-    visible, thermal, shared = paths
-    outs = []
-    for x, units in ((rgb, visible), (ir, thermal)):
-        if size is not None and tuple(x.shape[-2:]) != tuple(size):
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-        for unit in units:
-            x = unit(x)
-        outs.append(x)
-    x = torch.cat(outs, dim=0)
-    for unit in shared:
-        x = unit(x)
-    return x
 
 
 # --------------------------------------------------------------------------------------

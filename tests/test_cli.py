@@ -15,6 +15,7 @@ from mag_mmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mag_mmt.cli import main
 from mag_mmt.data.synthetic import make_synthetic
 from mag_mmt.engine import TrainConfig, load_init, train
+from mag_mmt.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,6 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_init_loads_backbone_but_not_classifier(tmp_path, data):
     run = train(_cfg(tmp_path / "a", max_steps=1), data=data, log=None)
-    from mag_mmt.models import build_model
-
     other = build_model("small-cnn", num_classes=99)
     info = load_init(other, str(tmp_path / "a" / "last.pt"))
     assert not any(k.startswith("head.classifier") for k in info["loaded"])
@@ -108,6 +107,23 @@ def test_cli_train_then_eval(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "SYSU-MM01 all-search single-shot" in printed and "mAP" in printed
+
+
+def test_cli_pretrain_then_finetune_from_it(tmp_path, capsys):
+    pre = tmp_path / "mmgl"
+    assert main(["pretrain", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--out", str(pre),
+                 "--no-progress", "--device", "cpu"]) == 0
+    ckpt = pre / "pretrain.pt"
+    assert load_checkpoint(ckpt, kind="pretrain")["meta"]["grid"]
+    out = tmp_path / "ft"
+    capsys.readouterr()
+    assert main(["train", "--init", str(ckpt), "--epochs", "1", "--steps-per-epoch", "1", "-P", "2", "-K", "2",
+                 "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert "init:" in capsys.readouterr().out
+    pre_state = load_checkpoint(ckpt)["model"]
+    m = build_model("small-cnn", num_classes=3)
+    info = load_init(m, str(ckpt))
+    assert info["loaded"] and all(torch.equal(m.state_dict()[k], pre_state[k]) for k in info["loaded"])
 
 
 def test_cli_demo_tiny(tmp_path):
@@ -137,6 +153,8 @@ def test_cli_demo_tiny(tmp_path):
         (["eval", "--data", "regdb", "--checkpoint", "x.pt"], "--root is required"),
         (["pretrain", "--data", "sysu", "--root", "/no/such/folder"], "is not a folder"),
         (["demo", "--preset", "huge"], "invalid choice"),
+        (["pretrain", "--grid", "1,1"], "at least 2 tiles"),
+        (["pretrain", "--grid", "2,2", "--num-permutations", "100"], "num-permutations"),
     ],
 )
 def test_bad_arguments_fail_fast_with_a_clear_message(argv, message, capsys, tmp_path):

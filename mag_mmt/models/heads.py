@@ -216,14 +216,14 @@ class DualPathNet(nn.Module):
             x = unit(x)
         return x
 
-    def forward_features(
+    def forward_feature_map(
         self, x1: torch.Tensor | None, x2: torch.Tensor | None = None, modal: int = 0
     ) -> torch.Tensor:
-        """Pooled features (before the BNNeck), ``(B, D)``.
+        """The last unit's feature map before pooling, ``(B, D, h, w)``.
 
         ``modal=0``: ``x1`` visible ``(B1, 3, H, W)`` and ``x2`` thermal ``(B2, 3, H, W)``,
         rows ``B1`` visible then ``B2`` thermal; ``modal=1``: ``x1`` only (visible path);
-        ``modal=2``: ``x2`` only (thermal path).
+        ``modal=2``: ``x2`` only (thermal path). MMGL pre-training reads patch features here.
         """
         if modal not in (0, 1, 2):
             raise ValueError(f"modal must be 0 (both), 1 (visible) or 2 (thermal), got {modal!r}")
@@ -240,8 +240,13 @@ class DualPathNet(nn.Module):
             x = self._run(self.visible, self._prepare(_check_images(x1, "x1 (visible)")))
         else:
             x = self._run(self.thermal, self._prepare(_check_images(x2, "x2 (thermal)")))
-        x = self._run(self.shared, x)
-        return self.pool(x)
+        return self._run(self.shared, x)
+
+    def forward_features(
+        self, x1: torch.Tensor | None, x2: torch.Tensor | None = None, modal: int = 0
+    ) -> torch.Tensor:
+        """Pooled features (before the BNNeck), ``(B, D)``: :meth:`forward_feature_map`, pooled."""
+        return self.pool(self.forward_feature_map(x1, x2, modal))
 
     def forward_head(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``feat`` (B, D) -> ``(bn_feat (B, D), logits (B, num_classes))``."""
