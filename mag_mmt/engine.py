@@ -66,6 +66,7 @@ class TrainConfig:
     # model
     model: str = "small-cnn"
     share_point: str = "F3"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # more constructor arguments (widths, eval_feature, ...)
     pretrained: str | None = None  # torchvision swin_t weights (local file)
     init: str | None = None  # a mag-mmt checkpoint (train or MMGL pre-train) to start from
     # loss
@@ -150,6 +151,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise ValueError(f"--{name} file {value!r} does not exist")
+        if not isinstance(self.model_kwargs, dict) or not all(isinstance(k, str) for k in self.model_kwargs):
+            raise ValueError(f"model_kwargs must be a dict of keyword arguments, got {self.model_kwargs!r}")
+        reserved = {"num_classes", "share_point", "pretrained_path"} & set(self.model_kwargs)
+        if reserved:
+            raise ValueError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
         if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
             raise ValueError(f"img_size must be (H, W) with H, W >= 8, got {self.img_size}")
 
@@ -218,7 +224,7 @@ def image_size(cfg: TrainConfig, data: ReIDData) -> tuple[int, int]:
 def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from .models import build_model
 
-    kwargs: dict[str, Any] = {"share_point": cfg.share_point}
+    kwargs: dict[str, Any] = {"share_point": cfg.share_point, **cfg.model_kwargs}
     if cfg.model == "dual-swin" and cfg.pretrained:
         kwargs["pretrained_path"] = cfg.pretrained
     return build_model(cfg.model, num_classes, **kwargs)

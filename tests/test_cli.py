@@ -94,6 +94,7 @@ def test_init_loads_backbone_but_not_classifier(tmp_path, data):
     assert torch.equal(other.visible[0][0].weight, run.model.visible[0][0].weight)
 
 
+@pytest.mark.slow
 def test_cli_train_then_eval(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--data", "synthetic", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "2",
@@ -109,6 +110,7 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert "SYSU-MM01 all-search single-shot" in printed and "mAP" in printed
 
 
+@pytest.mark.slow
 def test_cli_pretrain_then_finetune_from_it(tmp_path, capsys):
     pre = tmp_path / "mmgl"
     assert main(["pretrain", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--out", str(pre),
@@ -126,6 +128,7 @@ def test_cli_pretrain_then_finetune_from_it(tmp_path, capsys):
     assert info["loaded"] and all(torch.equal(m.state_dict()[k], pre_state[k]) for k in info["loaded"])
 
 
+@pytest.mark.slow
 def test_cli_demo_tiny(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--preset", "tiny", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
