@@ -1,15 +1,21 @@
 """Benchmark of the MMT loss: forward + backward time against baselines measured in the same run,
 and peak memory of the chunked against the unchunked mining path.
 
-Rows (median wall time of forward + backward, seconds):
+Rows (median wall time of forward + backward, seconds; the variants of one size are run
+*interleaved*, one call of each per round, so that load from other processes hits them alike):
 
 * ``floor``         the distance matrix alone: ``pairwise_distance(x).sum().backward()``
-* ``mmt``           ``MultiMaskingTripletLoss()`` (defaults, value checks on)
-* ``batch_hard``    ``BatchHardTripletLoss()`` (the same core, "any"/"any", pos_weight 0)
+* ``mmt``           ``MultiMaskingTripletLoss(validate=False)``: the hot path (defaults otherwise,
+                    no host sync); ``mmt_checked`` is the default ``validate=True`` (one
+                    ``aminmax`` pass over the embeddings and one host read-back of the flags)
+* ``batch_hard``    ``BatchHardTripletLoss(validate=False)`` (the same core, "any"/"any", pos_weight 0)
 * ``plain_bh``      a conventional batch-hard written here: autograd through the full matrix,
                     masked ``amax``/``amin``
-* ``naive``         the per-anchor, per-pair Python loop of ``tests/reference_losses.py``
-                    (small N only)
+* ``naive``         the naive per-anchor loop of issue 2: a Python loop over anchors, each
+                    computing that anchor's distances to the batch (one vectorised row) and the
+                    masked max/min of MMT, float32, autograd (small N only, one call)
+* ``naive_pair``    (``--naive-pair``) the per-anchor, *per-pair* float64 scalar loop of
+                    ``tests/reference_losses.py`` (the test oracle; very slow, one call)
 
 Memory: each variant runs in a fresh subprocess; on CPU the figure is the growth of the
 process's peak resident set size during one forward + backward, after the inputs exist: the
@@ -25,6 +31,7 @@ Usage::
     python benchmarks/bench_loss.py --quick      # < 2 minutes on 2 cores
     python benchmarks/bench_loss.py              # N = 64..4096 and the N = 16384 memory run
     BENCH_THREADS=1 python benchmarks/bench_loss.py --quick   # torch threads (default 2)
+    python benchmarks/bench_loss.py --sizes 256 --memory-n 0 --naive-pair   # + the per-pair oracle loop
 
 On a machine shared with other busy processes, 2 torch threads spin-wait against each other
 and small-N rows get noisy; compare rows of one run only.
@@ -70,54 +77,91 @@ def plain_batch_hard(x, labels, margin=0.3):
     return torch.relu(hp - hn + margin).mean()
 
 
+def naive_per_anchor_mmt(x, labels, mods, margin=0.3, pos_margin=0.1, pos_weight=1.0):
+    """The naive baseline of issue 2: a Python loop over anchors; per anchor its distances to the
+    whole batch, cross-modality positive/negative masks, masked max/min (float32, autograd)."""
+    terms, valid = [], 0
+    for i in range(x.shape[0]):
+        d = ((x - x[i]) ** 2).sum(dim=1).clamp_min(1e-12).sqrt()
+        cross = mods != mods[i]
+        pos = cross & (labels == labels[i])
+        neg = cross & (labels != labels[i])
+        if not bool(pos.any()) or not bool(neg.any()):
+            continue
+        dp, dn = d[pos], d[neg]
+        hp = dp.max()
+        terms.append(torch.relu(hp - dn.min() + margin) + pos_weight * torch.relu(hp - dp.min() - pos_margin))
+        valid += 1
+    return torch.stack(terms).sum() / max(valid, 1)
+
+
 def _sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def time_fn(fn, x, repeats: int, device: str) -> float:
-    times = []
+def time_interleaved(fns: dict, x, repeats: int, device: str) -> dict:
+    """Median forward+backward time of each function, run round-robin (one warm-up round)."""
+    times: dict = {k: [] for k in fns}
     for i in range(repeats + 1):
-        x.grad = None
-        _sync(device)
-        t = time.perf_counter()
-        fn(x).backward()
-        _sync(device)
-        if i:  # first call is warm-up
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            x.grad = None
+            _sync(device)
+            t = time.perf_counter()
+            fn(x).backward()
+            _sync(device)
+            if i:
+                times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def naive_time(x, labels, mods) -> float:
-    from tests.reference_losses import reference_mmt
-
-    x = x.detach().cpu().double().requires_grad_(True)
+def once(fn, x) -> float:
+    x = x.detach().clone().requires_grad_(True)
     t = time.perf_counter()
-    reference_mmt(x, labels.tolist(), mods.tolist())[0].backward()
+    fn(x).backward()
     return time.perf_counter() - t
 
 
-def speed(sizes, dim, repeats, naive_max, device):
-    mmt = MultiMaskingTripletLoss()
-    bh = BatchHardTripletLoss()
-    print(f"\nforward+backward, D={dim}, median of {repeats} (seconds; ratios vs floor, and naive/mmt)")
-    head = f"{'N':>6} {'floor':>9} {'mmt':>9} {'batch_hard':>10} {'plain_bh':>9} {'naive':>9} | " \
-           f"{'mmt/floor':>9} {'bh/floor':>8} {'plain/floor':>11} {'naive/mmt':>9}"
+def naive_pair_time(x, labels, mods) -> float:
+    from tests.reference_losses import reference_mmt
+
+    y, m = labels.tolist(), mods.tolist()
+    return once(lambda e: reference_mmt(e, y, m)[0], x.detach().cpu().double())
+
+
+def speed(sizes, dim, repeats, naive_max, device, naive_pair=False):
+    mmt = MultiMaskingTripletLoss(validate=False)
+    mmt_checked = MultiMaskingTripletLoss()
+    bh = BatchHardTripletLoss(validate=False)
+    print(f"\nforward+backward, D={dim}, median of {repeats} interleaved rounds (seconds; ratios vs floor, "
+          f"and naive/mmt); mmt = validate=False hot path, mmt_chk = validate=True")
+    head = f"{'N':>6} {'floor':>8} {'mmt':>8} {'mmt_chk':>8} {'batch_hard':>10} {'plain_bh':>8} {'naive':>8}" \
+           + (f" {'naive_pair':>10}" if naive_pair else "") + \
+           f" | {'mmt/floor':>9} {'chk/floor':>9} {'bh/floor':>8} {'plain/floor':>11} {'naive/mmt':>9}" \
+           + (f" {'pair/mmt':>8}" if naive_pair else "")
     print(head)
     rows = []
     for n in sizes:
         x, y, m = make_batch(n, dim, device)
         x.requires_grad_(True)
         r = max(1, repeats if n <= 1024 else repeats // 2)
-        t_floor = time_fn(lambda e: pairwise_distance(e).sum(), x, r, device)
-        t_mmt = time_fn(lambda e: mmt(e, y, m), x, r, device)
-        t_bh = time_fn(lambda e: bh(e, y, m), x, r, device)
-        t_plain = time_fn(lambda e: plain_batch_hard(e, y), x, r, device)
-        t_naive = naive_time(x, y, m) if n <= naive_max else float("nan")
-        row = dict(n=n, floor=t_floor, mmt=t_mmt, batch_hard=t_bh, plain_bh=t_plain, naive=t_naive)
-        rows.append(row)
-        print(f"{n:>6} {t_floor:>9.4f} {t_mmt:>9.4f} {t_bh:>10.4f} {t_plain:>9.4f} {t_naive:>9.3f} | "
-              f"{t_mmt / t_floor:>9.2f} {t_bh / t_floor:>8.2f} {t_plain / t_floor:>11.2f} {t_naive / t_mmt:>9.0f}")
+        t = time_interleaved({
+            "floor": lambda e: pairwise_distance(e).sum(),
+            "mmt": lambda e: mmt(e, y, m),
+            "mmt_checked": lambda e: mmt_checked(e, y, m),
+            "batch_hard": lambda e: bh(e, y, m),
+            "plain_bh": lambda e: plain_batch_hard(e, y),
+        }, x, r, device)
+        small = n <= naive_max
+        t["naive"] = once(lambda e: naive_per_anchor_mmt(e, y, m), x) if small else float("nan")
+        t["naive_pair"] = naive_pair_time(x, y, m) if (small and naive_pair) else float("nan")
+        rows.append(dict(n=n, **t))
+        f = t["floor"]
+        print(f"{n:>6} {f:>8.4f} {t['mmt']:>8.4f} {t['mmt_checked']:>8.4f} {t['batch_hard']:>10.4f} "
+              f"{t['plain_bh']:>8.4f} {t['naive']:>8.3f}" + (f" {t['naive_pair']:>10.3f}" if naive_pair else "")
+              + f" | {t['mmt'] / f:>9.2f} {t['mmt_checked'] / f:>9.2f} {t['batch_hard'] / f:>8.2f} "
+              f"{t['plain_bh'] / f:>11.2f} {t['naive'] / t['mmt']:>9.0f}"
+              + (f" {t['naive_pair'] / t['mmt']:>8.0f}" if naive_pair else ""), flush=True)
     return rows
 
 
@@ -191,6 +235,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--memory-n", type=int, default=None, help="N of the memory run (0 skips it)")
+    ap.add_argument("--naive-pair", action="store_true",
+                    help="also time the per-pair float64 oracle loop of tests/reference_losses.py (slow)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--_memory-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -206,7 +252,7 @@ def main() -> None:
           f"device={args.device}, threads={torch.get_num_threads()}, cpus={os.cpu_count()}")
     if args.device == "cuda":
         print("gpu:", torch.cuda.get_device_name())
-    speed(sizes, args.dim, repeats, naive_max=256, device=args.device)
+    speed(sizes, args.dim, repeats, naive_max=256, device=args.device, naive_pair=args.naive_pair)
     if memory_n:
         memory(memory_n, args.dim, args.device)
 

@@ -109,27 +109,41 @@ def pairwise_distance(
         return d2.clamp_min(SQRT_EPS).sqrt()
 
 
+#: the gathered ``(rows * K, D)`` temporaries of :class:`_IndexedDistance` hold at most this many
+#: elements (rows are processed in blocks; one block for typical batches)
+GATHER_BLOCK_ELEMENTS = 1 << 22
+
+
+def _row_blocks(a: int, k: int, dim: int) -> list[tuple[int, int]]:
+    """Static ``[start, end)`` row blocks such that ``rows * k * dim <= GATHER_BLOCK_ELEMENTS``."""
+    rows = max(1, GATHER_BLOCK_ELEMENTS // max(k * dim, 1))
+    return [(s, min(s + rows, a)) for s in range(0, a, rows)]
+
+
 class _IndexedDistance(torch.autograd.Function):
     """``d(x[i], r[index[i, k]])`` for prepared float inputs (unit rows for ``"cosine"``).
 
-    Saves only the inputs, the index and the result, and works one column ``k`` at a time, so
-    beyond the inputs and their gradients it holds two ``(A, D)`` temporaries at most, in forward
-    and in backward."""
+    Saves only the inputs, the index and the result. Forward and backward gather all ``K``
+    columns of a block of rows at once (one ``index_select`` of ``rows * K`` rows, one
+    broadcast difference, one reduction; backward one ``index_add_``), in row blocks of at
+    most ``GATHER_BLOCK_ELEMENTS`` elements, so beyond the inputs and their gradients the
+    temporaries are bounded by that size and a typical batch costs a handful of kernels."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, r: torch.Tensor | None, index: torch.Tensor, distance: str) -> torch.Tensor:  # type: ignore[override]
         # r=None means r is x (torch.compile cannot trace one tensor passed twice)
         ctx.self_ref = r is None
         r = x if r is None else r
-        cols = []
-        for k in range(index.shape[1]):
-            picked = r[index[:, k]]  # (A, D)
+        a, k = index.shape
+        parts = []
+        for s, e in _row_blocks(a, k, x.shape[1]):
+            xb = x if e - s == a else x[s:e]
+            picked = r.index_select(0, index[s:e].reshape(-1)).view(e - s, k, x.shape[1])  # (rows, K, D)
             if distance == "cosine":
-                cols.append(1.0 - (x * picked).sum(dim=1))
+                parts.append(1.0 - (picked.mul_(xb.unsqueeze(1))).sum(dim=2))
             else:
-                diff = picked.sub_(x)
-                cols.append(diff.pow_(2).sum(dim=1))
-        d = torch.stack(cols, dim=1) if cols else x.new_zeros(x.shape[0], 0)
+                parts.append(picked.sub_(xb.unsqueeze(1)).pow_(2).sum(dim=2))
+        d = (parts[0] if len(parts) == 1 else torch.cat(parts)) if parts else x.new_zeros(a, k)
         if distance == "cosine":
             d = d.clamp(0.0, 2.0)
         elif distance == "euclidean":
@@ -157,23 +171,38 @@ class _IndexedDistance(torch.autograd.Function):
             coef = 2.0 * grad
         else:  # d = |x - r|, zero gradient where the floor is active: finite at zero distance
             coef = torch.where(d > _SQRT_EPS_ROOT, grad / d, 0.0)
-        grad_x = torch.zeros_like(x) if want_x else None
-        grad_r = (grad_x if ctx.self_ref else torch.zeros_like(r)) if want_r else None
-        for k in range(index.shape[1]):
-            idx, c = index[:, k], coef[:, k].unsqueeze(1)
-            picked = r[idx]
-            if ctx.distance == "cosine":
-                if want_x:
-                    grad_x.addcmul_(c, picked)  # type: ignore[union-attr]
-                if want_r:
-                    grad_r.index_add_(0, idx, x * c)  # type: ignore[union-attr]
-            else:
-                g = torch.sub(x, picked, out=picked).mul_(c)  # d/dx = c * (x - r)
-                if want_x:
-                    grad_x.add_(g)  # type: ignore[union-attr]
-                if want_r:
-                    grad_r.index_add_(0, idx, g, alpha=-1)  # type: ignore[union-attr]
-        return grad_x, (None if ctx.self_ref else grad_r), None, None
+        a, k = index.shape
+        dim = x.shape[1]
+        blocks = _row_blocks(a, k, dim)
+        single = len(blocks) == 1
+        grad_x = None if (single or not want_x) else torch.zeros_like(x)
+        grad_r = None if (ctx.self_ref or not want_r) else torch.zeros_like(r)
+        for s, e in blocks:
+            idx = index[s:e].reshape(-1)
+            xb = x if e - s == a else x[s:e]
+            c = (coef if e - s == a else coef[s:e]).unsqueeze(2)  # (rows, K, 1)
+            picked = r.index_select(0, idx).view(e - s, k, dim)
+            if ctx.distance == "cosine":  # d/dx = c * r, d/dr = c * x
+                gx = picked.mul_(c).sum(dim=1) if want_x else None
+                gr = (xb.unsqueeze(1) * c) if want_r else None
+            else:  # d/dr = c * (r - x) = -d/dx
+                gr = picked.sub_(xb.unsqueeze(1)).mul_(c)
+                gx = gr.sum(dim=1).neg_() if want_x else None
+            if want_x:
+                if single:
+                    grad_x = gx
+                else:  # (earlier blocks may have scattered into these rows already)
+                    grad_x[s:e].add_(gx)  # type: ignore[index, arg-type]
+            target = grad_x if ctx.self_ref else grad_r
+            if want_r and target is not None:
+                # scatter_add_ with a row index broadcast over the features: one parallel
+                # kernel (index_add_ is serial over the rows on CPU); rows added in order
+                target.scatter_add_(0, idx.unsqueeze(1).expand(-1, dim), gr.reshape(-1, dim))  # type: ignore[union-attr]
+        if grad_x is None and want_x:  # K == 0 or A == 0
+            grad_x = torch.zeros_like(x)
+        if ctx.self_ref:
+            return grad_x, None, None, None
+        return grad_x, grad_r, None, None
 
 
 def indexed_distance(

@@ -118,9 +118,11 @@ def _check_options(
 
 
 def _check_batch(
-    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, prefix: str = ""
+    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, prefix: str = "",
+    values: bool = True,
 ) -> list[tuple[torch.Tensor, str]]:
-    """Static checks (raise now) and the value checks to read back later (returned)."""
+    """Static checks (raise now) and, with ``values``, the value checks to read back later
+    (returned; not even computed without ``values``, so ``validate=False`` costs no kernel)."""
     e, l, m = f"{prefix}embeddings", f"{prefix}labels", f"{prefix}modalities"
     V.check_tensor(embeddings, e, 2)
     V.check_floating(embeddings, e)
@@ -133,8 +135,15 @@ def _check_batch(
     V.check_same_device(**{e: embeddings, l: labels, m: modalities})
     if embeddings.shape[1] == 0:
         raise ValueError(f"{e} must have at least one feature, got shape {tuple(embeddings.shape)}")
+    if not values:
+        return []
+    if embeddings.numel():  # one pass: NaN propagates, +-Inf shows up as an extreme
+        lo, hi = torch.aminmax(embeddings.detach())
+        finite = torch.isfinite(lo) & torch.isfinite(hi)
+    else:
+        finite = torch.isfinite(embeddings).all()
     return [
-        (torch.isfinite(embeddings).all(), f"{e} contain NaN or Inf"),
+        (finite, f"{e} contain NaN or Inf"),
         (((modalities == 0) | (modalities == 1)).all(), f"{m} must hold only 0 (visible) and 1 (thermal)"),
     ]
 
@@ -142,19 +151,20 @@ def _check_batch(
 def _check_all(
     embeddings, labels, modalities, ref_embeddings, ref_labels, ref_modalities, validate: bool
 ) -> None:
-    value_checks = _check_batch(embeddings, labels, modalities)
+    values = validate and not V.is_compiling()
+    value_checks = _check_batch(embeddings, labels, modalities, values=values)
     refs = (ref_embeddings, ref_labels, ref_modalities)
     if any(r is not None for r in refs):
         if any(r is None for r in refs):
             raise ValueError("ref_embeddings, ref_labels and ref_modalities must be given together")
-        value_checks += _check_batch(ref_embeddings, ref_labels, ref_modalities, prefix="ref_")
+        value_checks += _check_batch(ref_embeddings, ref_labels, ref_modalities, prefix="ref_", values=values)
         if ref_embeddings.shape[1] != embeddings.shape[1]:
             raise ValueError(
                 f"embeddings and ref_embeddings must have the same feature size, got "
                 f"{embeddings.shape[1]} and {ref_embeddings.shape[1]}"
             )
         V.check_same_device(embeddings=embeddings, ref_embeddings=ref_embeddings)
-    if validate and not V.is_compiling():
+    if values:
         V.check_values(value_checks)
 
 
@@ -177,17 +187,24 @@ def _pair_masks(
     positive_modality: str, negative_modality: str, anchor_index: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(A, M)`` boolean positive and negative masks; ``anchor_index[i]`` is the reference
-    column holding anchor ``i`` itself (excluded from its positives), or ``None``."""
+    column holding anchor ``i`` itself (excluded from its positives), or ``None``.
+
+    Few ``(A, M)`` kernels: the positive mask is one comparison of combined keys; for the
+    paper's "cross"/"cross" the negative mask is ``cross_modality & ~positive`` in one more
+    comparison (``cross > positive`` on booleans)."""
     pos = (_pair_keys(labels, modalities, positive_modality, True).unsqueeze(1)
            == _pair_keys(ref_labels, ref_modalities, positive_modality, False).unsqueeze(0))
     if anchor_index is not None and positive_modality != "cross":  # "cross" never pairs a row with itself
         pos = pos.scatter(1, anchor_index.unsqueeze(1), False)
-    neg = labels.unsqueeze(1) != ref_labels.unsqueeze(0)
-    if negative_modality == "cross":
-        neg = neg & (modalities.unsqueeze(1) != ref_modalities.unsqueeze(0))
-    elif negative_modality == "same":
-        neg = neg & (modalities.unsqueeze(1) == ref_modalities.unsqueeze(0))
-    return pos, neg
+    if negative_modality == "any":
+        return pos, labels.unsqueeze(1) != ref_labels.unsqueeze(0)
+    modality_ok = modalities.unsqueeze(1) != ref_modalities.unsqueeze(0)  # "cross"
+    if negative_modality == "same":
+        modality_ok = ~modality_ok
+    if positive_modality == negative_modality == "cross":
+        # pos = same identity & cross modality, so cross & other identity = cross & ~pos
+        return pos, modality_ok > pos
+    return pos, (labels.unsqueeze(1) != ref_labels.unsqueeze(0)) & modality_ok
 
 
 def _anchor_selection(modalities: torch.Tensor, anchors: str) -> torch.Tensor | None:
@@ -236,9 +253,9 @@ def masked_hard_mining(
                            positive_modality, negative_modality, anchor_index)
     d = dist.detach()
     inf = float("inf")
-    hp_val, hp_idx = d.masked_fill(~pos, -inf).max(dim=1)
-    ep_idx = d.masked_fill(~pos, inf).argmin(dim=1)
-    hn_val, hn_idx = d.masked_fill(~neg, inf).min(dim=1)
+    hp_val, hp_idx = torch.where(pos, d, -inf).max(dim=1)
+    ep_idx = torch.where(pos, d, inf).argmin(dim=1)
+    hn_val, hn_idx = torch.where(neg, d, inf).min(dim=1)
     return MinedTriplets(hp_idx, ep_idx, hn_idx, hp_val > -inf, hn_val < inf)
 
 
@@ -254,7 +271,13 @@ def _mine_chunked(
     with torch.no_grad():
         xd = x.detach()
         xd, rd, bias = mining_operands(xd, xd if r is x else r.detach(), distance=distance)  # type: ignore[arg-type]
-        for s in range(0, max(a, 1), rows):
+        if rows >= a:  # one chunk: no slicing
+            return masked_hard_mining(
+                mining_scores_from(xd, rd, bias), labels, modalities, ref_labels, ref_modalities,
+                positive_modality=positive_modality, negative_modality=negative_modality,  # type: ignore[arg-type]
+                anchor_index=anchor_index,
+            )
+        for s in range(0, a, rows):
             e = min(s + rows, a)
             scores = mining_scores_from(xd[s:e], rd, bias)
             parts.append(masked_hard_mining(
@@ -370,7 +393,8 @@ def multi_masking_triplet_loss(
         anchor_index = torch.arange(n, device=x.device) + _dist.rank() * n
     else:
         r, r_lab, r_mod = x, labels, modalities
-        anchor_index = torch.arange(n, device=x.device)
+        # the anchor's own column (only "same"/"any" positives need it: "cross" never pairs a row with itself)
+        anchor_index = None if positive_modality == "cross" else torch.arange(n, device=x.device)
     assert r_lab is not None and r_mod is not None
 
     if r.shape[0] == 0:  # nothing to compare with: every anchor is invalid (static shape branch)
@@ -383,7 +407,7 @@ def multi_masking_triplet_loss(
         index = torch.stack([mined.hard_positive, mined.easy_positive, mined.hard_negative], dim=1)
         with _no_autocast(x.device):  # inputs are prepared: the bare Function, no re-normalising
             d_hp, d_ep, d_hn = _IndexedDistance.apply(
-                x, None if r is x else r.to(x.dtype), index, distance).unbind(1)
+                x, None if r is x else (r if r.dtype == x.dtype else r.to(x.dtype)), index, distance).unbind(1)
         valid = mined.has_positive & mined.has_negative
         selected = _anchor_selection(modalities, anchors)
         if selected is not None:

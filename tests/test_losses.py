@@ -583,3 +583,67 @@ def test_indexed_distance_gradcheck(distance):
     _close(indexed_distance(x, r, index, distance=distance), full.gather(1, index), 1e-9)
     with pytest.raises(ValueError, match="index must have shape"):
         indexed_distance(x, r, index[:2])
+
+
+# ----------------------------------------------------------------------------- gather blocks (performance path)
+
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("self_ref", [True, False])
+def test_indexed_distance_row_blocks_equal_one_block(monkeypatch, distance, self_ref):
+    import mag_mmt.distances as Dm
+
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    r0 = x0 if self_ref else torch.randn(6, 5, generator=g, dtype=torch.float64)
+    index = torch.randint(0, r0.shape[0], (7, 3), generator=g)
+    upstream = torch.randn(7, 3, generator=g, dtype=torch.float64)
+
+    def run():
+        x = x0.clone().requires_grad_(True)
+        r = x if self_ref else r0.clone().requires_grad_(True)
+        d = Dm.indexed_distance(x, r, index, distance=distance)
+        (d * upstream).sum().backward()
+        return d.detach(), x.grad, (None if self_ref else r.grad)
+
+    one = run()
+    monkeypatch.setattr(Dm, "GATHER_BLOCK_ELEMENTS", 2 * 3 * 5)  # two anchors per block: 4 blocks
+    assert len(Dm._row_blocks(7, 3, 5)) == 4
+    blocked = run()
+    torch.testing.assert_close(blocked[0], one[0], rtol=0, atol=0)  # values: same kernels per row
+    for a, b in zip(blocked[1:], one[1:]):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # summation order may differ
+    x = x0.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: Dm.indexed_distance(a, a if self_ref else r0, index,
+                                                                  distance=distance), (x,))
+
+
+def test_loss_with_small_gather_blocks_equals_default(monkeypatch):
+    import mag_mmt.distances as Dm
+
+    x, y, m = pk_batch(p=5, k=3, d=8, seed=7)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a = multi_masking_triplet_loss(x1, y, m, return_parts=True)
+    monkeypatch.setattr(Dm, "GATHER_BLOCK_ELEMENTS", 3 * 8 * 4)
+    b = multi_masking_triplet_loss(x2, y, m, return_parts=True)
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+    a.loss.backward()
+    b.loss.backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-6, atol=1e-7)
+
+
+def test_benchmark_naive_baseline_is_the_same_loss():
+    # the benchmark's "naive per-anchor loop" must compute MMT, or its speed-up means nothing
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loss.py"
+    spec = importlib.util.spec_from_file_location("_bench_loss", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x, y, m = bench.make_batch(24, 6, "cpu", k=3, seed=1)
+    x = (0.2 * x).requires_grad_(True)
+    naive = bench.naive_per_anchor_mmt(x, y, m)
+    torch.testing.assert_close(naive, multi_masking_triplet_loss(x, y, m), rtol=1e-5, atol=1e-6)
+    assert float(naive.detach()) > 0
