@@ -101,7 +101,7 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
     images = torch.stack([ds[i][0] for i in range(len(pairs))])
     visible, thermal = images[0::2], images[1::2]
     v_aug, t_aug = ModalityAugment(p=1.0, generator=seed)(visible, thermal)
-    save_augmentation_grid(out / "augmented_pairs.png", visible, thermal, v_aug, t_aug)
+    save_augmentation_grid(out / "augmented_pairs.png", visible, thermal, v_aug, t_aug, scale=3)
 
     results: dict[str, Any] = {}
     for arm, options in ARMS.items():
