@@ -157,15 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_data_args(args: argparse.Namespace) -> None:
-    if args.data == "synthetic":
-        return
-    if not args.root:
-        raise CLIError(f"--root is required with --data {args.data}")
-    root = Path(args.root)
-    if args.data == "manifest" and not root.is_file():
-        raise CLIError(f"manifest file {args.root!r} does not exist")
-    if args.data != "manifest" and not root.is_dir():
-        raise CLIError(f"dataset root {args.root!r} is not a folder")
+    from .engine import check_data_source
+
+    try:
+        check_data_source(args.data, args.root)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -194,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     result = engine.train(cfg)
     size = engine.image_size(cfg, result.data)
-    if not result.stopped_early and engine._dist_setup()[0] == 0:
+    if not result.stopped_early and engine.dist_setup()[0] == 0:
         metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
         print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
               f"mINP {100 * metrics['mINP']:.2f}%")

@@ -118,16 +118,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check the configuration before any work starts (``ValueError`` names the field)."""
-        if self.data not in DATASETS:
-            raise ValueError(f"unknown dataset {self.data!r}; choose one of {', '.join(DATASETS)}")
-        if self.data != "synthetic":
-            if not self.root:
-                raise ValueError(f"--root is required for --data {self.data}")
-            path = Path(self.root)
-            if self.data == "manifest" and not path.is_file():
-                raise ValueError(f"manifest file {self.root!r} does not exist")
-            if self.data != "manifest" and not path.is_dir():
-                raise ValueError(f"dataset root {self.root!r} is not a folder")
+        check_data_source(self.data, self.root)
         from .models import MODELS
 
         if self.model not in MODELS:
@@ -158,6 +149,21 @@ class TrainConfig:
             raise ValueError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
         if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
             raise ValueError(f"img_size must be (H, W) with H, W >= 8, got {self.img_size}")
+
+
+def check_data_source(data: str, root: str | None) -> None:
+    """``data`` names a known dataset and ``root`` exists where it needs one (``ValueError``)."""
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+    if data == "synthetic":
+        return
+    if not root:
+        raise ValueError(f"--root is required with --data {data}")
+    path = Path(root)
+    if data == "manifest" and not path.is_file():
+        raise ValueError(f"manifest file {root!r} does not exist")
+    if data != "manifest" and not path.is_dir():
+        raise ValueError(f"dataset root {root!r} is not a folder")
 
 
 @dataclass
@@ -312,7 +318,7 @@ def _set_rng_state(state: dict[str, Any], aug_gen: torch.Generator) -> None:
 # --------------------------------------------------------------------------- distributed
 
 
-def _dist_setup() -> tuple[int, int, int]:
+def dist_setup() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)``; initialises the process group under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -342,7 +348,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
 
     cfg.validate()
     log = log or (lambda _msg: None)
-    rank, world, local_rank = _dist_setup()
+    rank, world, local_rank = dist_setup()
     device = resolve_device(cfg.device) if world == 1 or not torch.cuda.is_available() else torch.device("cuda", local_rank)
     seed_everything(cfg.seed)
     if data is None:
