@@ -349,6 +349,8 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     cfg.validate()
     log = log or (lambda _msg: None)
     rank, world, local_rank = dist_setup()
+    if rank != 0:
+        log = lambda _msg: None  # noqa: E731  (one process reports)
     device = resolve_device(cfg.device) if world == 1 or not torch.cuda.is_available() else torch.device("cuda", local_rank)
     seed_everything(cfg.seed)
     if data is None:

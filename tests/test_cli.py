@@ -182,3 +182,18 @@ def test_console_script_help_runs():
     out = subprocess.run([sys.executable, "-m", "mag_mmt.cli", "--help"], capture_output=True, text=True, check=True)
     for command in ("demo", "train", "eval", "pretrain"):
         assert command in out.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes_on_cpu(tmp_path):
+    """``torchrun`` + DDP (gloo): the sampler shards identities, MMT compares against the global
+    batch, rank 0 writes the checkpoint and reports once."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mag_mmt.cli", "train", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "2",
+           "--out", str(out), "--no-progress", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("epoch 1 |") == 1 and proc.stdout.count("final:") == 1
+    state = load_checkpoint(out / "last.pt", kind="train")
+    assert state["step"] == 2 and state["epoch"] == 1
