@@ -47,7 +47,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", choices=DATASETS, default="synthetic",
                    help="dataset: embedded synthetic data, SYSU-MM01, RegDB or a CSV manifest")
     g.add_argument("--root", help="dataset folder (sysu, regdb) or manifest CSV file (manifest)")
-    g.add_argument("--synthetic-preset", default="demo", choices=("demo", "large"))
+    g.add_argument("--synthetic-preset", default=None, choices=("demo", "large"),
+                   help="synthetic data size (default: demo; eval: the checkpoint's)")
     g.add_argument("--regdb-trial", type=int, default=1, help="RegDB split 1..10")
     g.add_argument("--img-size", type=_pair(int), default=None, metavar="H,W",
                    help="input size (default: 224,224 for dual-swin; the data's size for synthetic; 288,144)")
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint with a paper protocol")
     _data_args(p)
+    p.set_defaults(data=None, regdb_trial=None)  # default: the checkpoint's dataset
     p.add_argument("--checkpoint", required=True, help="a training checkpoint (OUT/last.pt)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="sysu, regdb or npu (default: the dataset's own)")
@@ -123,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
     p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the synthetic data (default: the one the checkpoint was trained with)")
     p.add_argument("--json", help="also write the results to this JSON file")
 
     p = sub.add_parser("demo", help="train the paper's four ablation arms on synthetic data")
@@ -167,7 +170,7 @@ def _check_data_args(args: argparse.Namespace) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        data=args.data, root=args.root, synthetic_preset=args.synthetic_preset, regdb_trial=args.regdb_trial,
+        data=args.data, root=args.root, synthetic_preset=args.synthetic_preset or "demo", regdb_trial=args.regdb_trial,
         img_size=args.img_size, num_identities=args.num_identities, num_instances=args.num_instances,
         num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
         init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
@@ -204,7 +207,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .evaluation import format_table
 
-    _check_data_args(args)
+    if args.data is not None:
+        _check_data_args(args)
     if not Path(args.checkpoint).is_file():
         raise CLIError(f"checkpoint {args.checkpoint!r} does not exist")
     if args.trials < 1:
@@ -214,8 +218,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
     except (CheckpointError, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    cfg.data, cfg.root, cfg.seed = args.data, args.root, args.seed
-    cfg.synthetic_preset, cfg.regdb_trial = args.synthetic_preset, args.regdb_trial
+    # what is not given on the command line comes from the checkpoint's training run
+    if args.data is not None:
+        cfg.data, cfg.root = args.data, args.root
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.synthetic_preset is not None:
+        cfg.synthetic_preset, cfg.synthetic_kwargs = args.synthetic_preset, {}
+    if args.regdb_trial is not None:
+        cfg.regdb_trial = args.regdb_trial
+    try:
+        engine.check_data_source(cfg.data, cfg.root)
+    except ValueError as exc:
+        raise CLIError(f"{exc} (dataset of the checkpoint; pass --data/--root)") from None
     data = engine.load_data(cfg)
     size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
     results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
@@ -248,7 +263,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if math.factorial(args.grid[0] * args.grid[1]) < args.num_permutations or args.num_permutations < 2:
         raise CLIError(f"--num-permutations must be in [2, {math.factorial(args.grid[0] * args.grid[1])}] "
                        f"for a {args.grid[0]}x{args.grid[1]} grid")
-    cfg = TrainConfig(data=args.data, root=args.root, synthetic_preset=args.synthetic_preset,
+    cfg = TrainConfig(data=args.data, root=args.root, synthetic_preset=args.synthetic_preset or "demo",
                       regdb_trial=args.regdb_trial, img_size=args.img_size, model=args.model,
                       share_point=args.share_point, seed=args.seed, device=args.device, out=args.out)
     engine.seed_everything(args.seed)

@@ -107,7 +107,7 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
     for arm, options in ARMS.items():
         t0 = time.perf_counter()
         cfg = TrainConfig(
-            data="synthetic", synthetic_preset=spec.synthetic, model="small-cnn", seed=seed,
+            data="synthetic", synthetic_preset=spec.synthetic, synthetic_kwargs=kwargs, model="small-cnn", seed=seed,
             epochs=epochs or spec.epochs, num_identities=spec.num_identities_per_batch,
             num_instances=spec.num_instances, steps_per_epoch=spec.steps_per_epoch, lr=spec.lr,
             optimizer=spec.optimizer, warmup_epochs=spec.warmup_epochs, share_point=spec.share_point,

@@ -58,6 +58,7 @@ class TrainConfig:
     data: str = "synthetic"
     root: str | None = None
     synthetic_preset: str = "demo"
+    synthetic_kwargs: dict[str, Any] = field(default_factory=dict)  # make_synthetic overrides (num_identities, ...)
     regdb_trial: int = 1
     img_size: tuple[int, int] | None = None  # default: 224x224 for dual-swin, 288x144 real, data size synthetic
     num_identities: int = 8  # P
@@ -201,7 +202,7 @@ def load_data(cfg: TrainConfig) -> ReIDData:
     if cfg.data == "synthetic":
         from .data.synthetic import make_synthetic
 
-        return make_synthetic(cfg.synthetic_preset, seed=cfg.seed)
+        return make_synthetic(cfg.synthetic_preset, seed=cfg.seed, **cfg.synthetic_kwargs)
     if cfg.data == "sysu":
         from .data.sysu import read_sysu
 

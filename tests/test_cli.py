@@ -108,6 +108,9 @@ def test_cli_train_then_eval(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "SYSU-MM01 all-search single-shot" in printed and "mAP" in printed
+    # without --data/--seed the checkpoint's own dataset is used: the same numbers as the explicit call
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--trials", "2", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == printed
 
 
 @pytest.mark.slow
