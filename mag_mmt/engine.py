@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import time
@@ -437,8 +436,8 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
-        batches = list(sampler)[start_step if epoch == start_epoch else 0 :]
-        first = start_step if epoch == start_epoch else 0
+        first = start_step if epoch == start_epoch else 0  # a resumed epoch skips the batches already run
+        batches = list(sampler)[first:]
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers,
                             pin_memory=device.type == "cuda")
         sums = torch.zeros(3, device=device)  # total, id, triplet (no per-step host sync)
@@ -606,7 +605,3 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
-
-
-def finite_or_nan(value: float) -> float:
-    return value if math.isfinite(value) else float("nan")

@@ -19,6 +19,7 @@ from mag_mmt.losses import (  # noqa: E402
 )
 
 __all__ += [
+    "MMTOutput",
     "pairwise_distance",
     "paired_distance",
     "indexed_distance",
