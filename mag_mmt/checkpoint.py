@@ -20,10 +20,12 @@ from typing import Any
 
 import torch
 
+from .errors import UserError
+
 FORMAT = "mag-mmt/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file is missing, truncated, corrupt or of the wrong kind."""
 
 
