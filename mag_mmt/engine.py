@@ -8,7 +8,7 @@ the same in three lines::
     result = train(TrainConfig(data="synthetic", model="small-cnn", epochs=5, out="runs/demo"))
     print(result.history[-1])
 
-One training step (SPEC sections 1, 3 and 4)::
+One training step (docs/method.md describes each part)::
 
     batch (2PK images: P*K visible then P*K thermal, visible i ~ thermal i)
       -> device -> random horizontal flip -> MAG (ModalityAugment) -> normalise
