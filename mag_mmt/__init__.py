@@ -32,6 +32,7 @@ _EXPORTS = {
     "WeightedRegularizedTripletLoss": "mag_mmt.losses",
     "ModalityAugment": "mag_mmt.augment",
     "StackedModalityAugment": "mag_mmt.augment",
+    "ModalityAugmentV2": "mag_mmt.augment_v2",
     "CrossModalityIdentitySampler": "mag_mmt.data.sampler",
     "make_synthetic": "mag_mmt.data.synthetic",
     "build_model": "mag_mmt.models",

@@ -60,7 +60,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
     g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
                    help="where the two modality paths start sharing weights (paper: F3)")
-    g.add_argument("--pretrained", help="local torchvision swin_t state_dict file (ImageNet weights)")
+    g.add_argument("--pretrained", help="local Swin-T ImageNet weights: torchvision swin_t, timm or official Swin file")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
