@@ -5,6 +5,8 @@ stand-ins that follow each repo's forward contract, and wrong layouts fail clear
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -609,3 +611,21 @@ def test_tslfn_training_step_as_in_train_py():
     torch.autograd.backward(losses, [torch.tensor(1.0)] * 6)
     optimizer.step()
     assert all(math.isfinite(float(v.detach())) for v in losses)
+
+
+# --------------------------------------------------------------------------- the guides
+
+
+GUIDES = Path(__file__).resolve().parents[1] / "examples" / "adapters"
+
+
+@pytest.mark.parametrize("repo", ["agw", "caj", "tslfn"])
+def test_guides_name_the_torch_requirement_and_existing_adapter_names(repo):
+    text = (GUIDES / f"{repo}.md").read_text()
+    pyproject = (GUIDES.parents[1] / "pyproject.toml").read_text()
+    (required,) = re.findall(r'"torch>=([0-9.]+)"', pyproject)
+    assert re.findall(r"PyTorch >= ([0-9.]+)", text) == [required]
+    module = {"agw": agw, "caj": caj, "tslfn": tslfn}[repo]
+    names = set(re.findall(rf"mmt_{repo}\.(\w+)", text))
+    assert names and all(hasattr(module, n) for n in names), names
+    assert "ModalityAugment(p=0.5)" in text
