@@ -84,8 +84,9 @@ def triplet_correct(features: torch.Tensor, labels: torch.Tensor, *, alpha: floa
 
     with ``m = alpha * max_p d(a, p)``. The ``1e-6`` in the denominators is the repos'
     guard against an empty mask; it is not negligible for the negatives: once every
-    negative of a row is farther than ~14 (``e^-14 ~ 1e-6``), the weights sum to far less
-    than 1, ``near_neg`` falls towards 0 and the row is not counted. Unnormalised 2048-d
+    negative of a row is farther than about ``(14 + ln(#negatives)) / alpha``
+    (``e^-14 ~ 1e-6``), the weights sum to far less than 1 and ``near_neg`` shrinks towards 0;
+    a few units further it is below ``far_pos`` and the row is not counted. Unnormalised 2048-d
     features often sit at distances of 30-40, where the repo's count (and so this one) is 0
     whatever the ranking; ``MMTCriterion(correct="mmt")`` counts hard triplets instead. A row
     without negatives has ``near_neg = 0``. No autograd, no host sync.
