@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="every setting (SYSU: all/indoor x single/multi)")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
+    p.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean",
+                   help="ranking distance (cosine ranks like AGW's test.py)")
+    p.add_argument("--gallery-sampling", choices=("default", "agw"), default="default",
+                   help="SYSU-MM01 gallery draw: ours, or AGW's test.py galleries (single-shot)")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
+    p.add_argument("--rerank-k1", type=int, default=20, help="re-ranking k1")
+    p.add_argument("--rerank-k2", type=int, default=6, help="re-ranking k2 (1: no query expansion)")
+    p.add_argument("--rerank-lambda", type=float, default=0.3, help="re-ranking weight of the original distance")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the synthetic data (default: the one the checkpoint was trained with)")
@@ -205,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import engine
     from .checkpoint import CheckpointError
+    from .errors import UserError
     from .evaluation import format_table
 
     if args.data is not None:
@@ -213,6 +222,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"checkpoint {args.checkpoint!r} does not exist")
     if args.trials < 1:
         raise CLIError("--trials must be >= 1")
+    if args.gallery_sampling == "agw" and args.full:
+        raise CLIError("--gallery-sampling agw draws AGW's single-shot galleries and AGW has no "
+                       "multi-shot gallery; drop --full (or run --full without it)")
+    rerank = None
+    if args.rerank:
+        from .evaluation import ReRanking
+
+        try:
+            rerank = ReRanking(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
+        except ValueError as exc:
+            raise CLIError(str(exc).replace("re-ranking ", "--rerank-").replace("lambda_value", "lambda")) from None
     try:
         device = engine.resolve_device(args.device)
         model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
@@ -233,8 +253,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"{exc} (dataset of the checkpoint; pass --data/--root)") from None
     data = engine.load_data(cfg)
     size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
-    results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
-                                  device=device, flip=args.flip, full=args.full)
+    try:
+        results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
+                                      device=device, flip=args.flip, full=args.full, distance=args.distance,
+                                      gallery_sampling=args.gallery_sampling, rerank=rerank)
+    except UserError as exc:
+        raise CLIError(str(exc)) from None
     print(format_table(list(results.values())))
     if args.json:
         engine.write_json(args.json, {name: r.summary() for name, r in results.items()})

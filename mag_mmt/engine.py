@@ -550,39 +550,47 @@ def evaluate_model(model: nn.Module, data: ReIDData, size: tuple[int, int], *, t
 
 def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, protocol: str | None = None,
                  trials: int = 10, device: torch.device | None = None, flip: bool = False,
-                 full: bool = False) -> dict[str, Any]:
+                 full: bool = False, gallery_sampling: str = "default", rerank: Any = None,
+                 distance: str = "euclidean") -> dict[str, Any]:
     """Run an evaluation protocol on ``data``; returns ``{setting: ProtocolResult}`` (main first).
 
     ``protocol``: ``"sysu"`` (default for SYSU-MM01 and synthetic data), ``"regdb"``
     (default for RegDB) or ``"npu"`` (default for manifests). ``full`` runs every setting
-    (SYSU: all/indoor x single/multi), otherwise only the main one.
+    (SYSU: all/indoor x single/multi), otherwise only the main one. ``gallery_sampling``
+    (``"agw"``: AGW's SYSU-MM01 galleries, single-shot), ``rerank`` and ``distance`` are
+    passed to the protocol functions (see ``docs/evaluation-options.md``).
     """
     from .evaluation import evaluate_cross_modality, evaluate_regdb, evaluate_sysu
+    from .errors import UserError
 
     if protocol is None:
         protocol = {"regdb": "regdb", "manifest": "npu"}.get(data.name.lower(), "sysu")
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if gallery_sampling != "default" and protocol != "sysu":
+        raise UserError(f"gallery sampling {gallery_sampling!r} applies to the SYSU-MM01 protocol, not {protocol!r}")
+    options = {"rerank": rerank, "distance": distance}
     if protocol == "sysu":
         qf = features(model, data.query, data, size, device, flip)
         gf = features(model, data.gallery, data, size, device, flip)
         settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
         out = {}
         for mode, shot in settings if full else settings[:1]:
-            res = evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot, trials=trials)
+            res = evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot, trials=trials,
+                                gallery_sampling=gallery_sampling, **options)
             out[res.name] = res
         return out
     if protocol == "regdb":
         feats = features(model, data.query, data, size, device, flip)
         gallery_feats = feats if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
-        res = evaluate_regdb(feats, gallery_feats, data.query, data.gallery)
+        res = evaluate_regdb(feats, gallery_feats, data.query, data.gallery, **options)
         return {r.name: r for r in res.values()}
     qf = features(model, data.query, data, size, device, flip)
     gf = qf if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
     scenes = data.meta.get("camera_scene")
     res = evaluate_cross_modality(
         qf, gf, data.query, data.gallery, camera_scene=scenes, trials=trials,
-        searches=None if full else ["all"], shots=("single", "multi") if full else ("single",),
+        searches=None if full else ["all"], shots=("single", "multi") if full else ("single",), **options,
     )
     return {r.name: r for r in res.values()}
 
