@@ -243,3 +243,22 @@ def test_no_sync_on_cuda():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert int(memory.num_filled) == 10
+
+
+@pytest.mark.parametrize("kind", ["mmt", "batch-hard"])
+def test_functional_cross_rank_with_reference_set(kind):
+    """The loss itself: ``cross_rank=True`` with a reference set means references =
+    [batch ; set], each anchor's own row excluded (without a process group)."""
+    from mag_mmt.functional import multi_masking_triplet_loss
+
+    _, opts = LOSSES[kind]
+    g = torch.Generator().manual_seed(2)
+    x, rx = torch.randn(6, D, generator=g, dtype=torch.float64), torch.randn(5, D, generator=g, dtype=torch.float64)
+    y, ry = torch.randint(0, 3, (6,), generator=g), torch.randint(0, 3, (5,), generator=g)
+    m, rm = torch.randint(0, 2, (6,), generator=g), torch.randint(0, 2, (5,), generator=g)
+    got = multi_masking_triplet_loss(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm,
+                                     cross_rank=True, **opts)
+    torch.testing.assert_close(got, reference_step(x, y, m, rx, ry, rm, **opts)[0])
+    alone = multi_masking_triplet_loss(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm, **opts)
+    torch.testing.assert_close(alone, reference_mmt(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm,
+                                                    **opts)[0])  # without cross_rank: the set alone
