@@ -130,7 +130,7 @@ class CrossModalityMemory(nn.Module):
 
     def references(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The queue as ``(K, D)``, ``(K,)``, ``(K,)`` references, slots not yet written
-        replaced by repeats of written ones; ``(0, D)``... before the first write. No sync."""
+        replaced by repeats of written ones; no rows before the first write. No sync."""
         if self._empty:
             return self.embedding_memory[:0], self.label_memory[:0], self.modality_memory[:0]
         slots = torch.arange(self.memory_size, device=self.num_filled.device) % self.num_filled.clamp_min(1)
