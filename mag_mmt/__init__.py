@@ -29,6 +29,7 @@ THERMAL = 1
 _EXPORTS = {
     "MultiMaskingTripletLoss": "mag_mmt.losses",
     "BatchHardTripletLoss": "mag_mmt.losses",
+    "CrossModalityMemory": "mag_mmt.memory",
     "WeightedRegularizedTripletLoss": "mag_mmt.losses",
     "ModalityAugment": "mag_mmt.augment",
     "StackedModalityAugment": "mag_mmt.augment",

@@ -342,7 +342,9 @@ def multi_masking_triplet_loss(
         ref_embeddings, ref_labels, ref_modalities: optional reference set ``(M, D)``, ``(M,)``,
             ``(M,)`` (pytorch-metric-learning's ``ref_emb`` convention): the rows of
             ``embeddings`` are the anchors, positives and negatives come from the reference
-            set, and no anchor is excluded as "itself".
+            set, and no anchor is excluded as "itself". With ``cross_rank=True`` the references
+            are the (global) batch followed by the set, each anchor's own row excluded
+            (:class:`mag_mmt.memory.CrossModalityMemory` passes its queue this way).
         chunk_size: anchors per mining chunk; ``None`` picks chunks of at most
             ``AUTO_CHUNK_ELEMENTS`` matrix cells. Results do not depend on it.
         cross_rank: with an initialised ``torch.distributed`` group, gather embeddings,
@@ -350,7 +352,8 @@ def multi_masking_triplet_loss(
             anchors, the global batch the references; gradients flow back to the owning rank.
             Each rank then returns its *share*: the sum over its valid anchors divided by the
             global number of valid anchors (``"mean"``), so the shares sum to the loss of one
-            process on the concatenated batch. Ignored without a group.
+            process on the concatenated batch. Without a group the global batch is the local
+            one (which matters only with a reference set).
         scale_by_world_size: with ``cross_rank``, multiply the share (``"mean"``/``"sum"``) by
             the world size, so that after DDP's gradient *averaging* the parameters get exactly
             the gradient of the single-process loss on the global batch. Set ``False`` to get
@@ -381,9 +384,7 @@ def multi_masking_triplet_loss(
     x = _prepare(embeddings, unit)
     n = x.shape[0]
     world = _dist.world_size() if cross_rank else 1
-    if ref_embeddings is not None:
-        if cross_rank and world > 1:
-            raise ValueError("cross_rank=True cannot be combined with ref_embeddings")
+    if ref_embeddings is not None and not cross_rank:
         r, r_lab, r_mod = _prepare(ref_embeddings, unit), ref_labels, ref_modalities
         anchor_index = None
     elif world > 1:
@@ -395,6 +396,9 @@ def multi_masking_triplet_loss(
         r, r_lab, r_mod = x, labels, modalities
         # the anchor's own column (only "same"/"any" positives need it: "cross" never pairs a row with itself)
         anchor_index = None if positive_modality == "cross" else torch.arange(n, device=x.device)
+    if ref_embeddings is not None and cross_rank:  # references: the (global) batch, then the set
+        r = torch.cat([r, _prepare(ref_embeddings, unit).to(r.dtype)])
+        r_lab, r_mod = torch.cat([r_lab, ref_labels]), torch.cat([r_mod, ref_modalities])  # type: ignore[list-item]
     assert r_lab is not None and r_mod is not None
 
     if r.shape[0] == 0:  # nothing to compare with: every anchor is invalid (static shape branch)
