@@ -73,7 +73,8 @@ class TrainConfig:
     loss: str = "mmt"
     margin: float = 0.3
     pos_margin: float = 0.1
-    pos_weight: float = 1.0
+    pos_weight: float = 1.0  # lambda: weight of MMAP (MMT only)
+    mman_weight: float = 1.0  # weight of MMAN (MMT only); 0 = MMAP alone
     id_weight: float = 1.0
     triplet_weight: float = 1.0
     # augmentation
@@ -242,6 +243,7 @@ def build_triplet(cfg: TrainConfig, cross_rank: bool = False) -> nn.Module | Non
     if cfg.loss == "mmt":
         return MultiMaskingTripletLoss(
             margin=cfg.margin, pos_margin=cfg.pos_margin, pos_weight=cfg.pos_weight,
+            mman_weight=cfg.mman_weight,
             cross_rank=cross_rank, validate=False,
         )
     if cfg.loss == "batch-hard":

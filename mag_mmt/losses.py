@@ -308,6 +308,7 @@ def multi_masking_triplet_loss(
     margin: float = 0.3,
     pos_margin: float = 0.1,
     pos_weight: float = 1.0,
+    mman_weight: float = 1.0,
     positive_modality: ModalityChoice = "cross",
     negative_modality: ModalityChoice = "cross",
     anchors: AnchorChoice = "both",
@@ -332,6 +333,7 @@ def multi_masking_triplet_loss(
         margin: ``m1`` of MMAN (default 0.3, our default, not from the paper).
         pos_margin: ``m2`` of MMAP (default 0.1, ours).
         pos_weight: ``lambda`` weighting MMAP (default 1.0, ours); 0 turns MMAP off (MMTN only).
+        mman_weight: weight of MMAN (default 1.0); 0 turns MMAN off (MMAP only).
         positive_modality, negative_modality: ``"cross"`` (paper), ``"same"`` (literal reading
             of the extracted formula, for positives), ``"any"``.
         anchors: ``"both"`` (default), ``"visible"`` (visible-to-thermal only) or ``"thermal"``.
@@ -418,7 +420,7 @@ def multi_masking_triplet_loss(
             valid = valid & selected
         mman = torch.where(valid, F.relu(d_hp - d_hn + margin), 0.0)
         mmap = torch.where(valid, F.relu(d_hp - d_ep - pos_margin), 0.0)
-    per_anchor = mman + pos_weight * mmap
+    per_anchor = mman_weight * mman + pos_weight * mmap
 
     num_valid = valid.sum()
     if world > 1:
@@ -592,6 +594,7 @@ class MultiMaskingTripletLoss(nn.Module):
         margin: float = 0.3,
         pos_margin: float = 0.1,
         pos_weight: float = 1.0,
+        mman_weight: float = 1.0,
         positive_modality: ModalityChoice = "cross",
         negative_modality: ModalityChoice = "cross",
         anchors: AnchorChoice = "both",
@@ -608,6 +611,7 @@ class MultiMaskingTripletLoss(nn.Module):
         self.margin = float(margin)
         self.pos_margin = float(pos_margin)
         self.pos_weight = float(pos_weight)
+        self.mman_weight = float(mman_weight)
         self.positive_modality = positive_modality
         self.negative_modality = negative_modality
         self.anchors = anchors
@@ -623,7 +627,7 @@ class MultiMaskingTripletLoss(nn.Module):
     def _options(self) -> dict:
         return dict(
             margin=self.margin, pos_margin=self.pos_margin, pos_weight=self.pos_weight,
-            positive_modality=self.positive_modality, negative_modality=self.negative_modality,
+            mman_weight=self.mman_weight, positive_modality=self.positive_modality, negative_modality=self.negative_modality,
             anchors=self.anchors, distance=self.distance, normalize=self.normalize,
             reduction=self.reduction, chunk_size=self.chunk_size, cross_rank=self.cross_rank,
             scale_by_world_size=self.scale_by_world_size, validate=self.validate,
