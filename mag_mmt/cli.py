@@ -1,4 +1,4 @@
-"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo`` and ``pretrain``.
+"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain`` and ``ablation``.
 
 This module only parses arguments and checks them (before any work starts); the work is
 done by :mod:`mag_mmt.engine`, :mod:`mag_mmt.demo` and :mod:`mag_mmt.pretrain`.
@@ -12,6 +12,7 @@ Examples::
     mag-mmt eval --data sysu --root /data/SYSU-MM01 --checkpoint runs/sysu/last.pt --full
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
+    mag-mmt ablation --data synthetic --arms B,+MAG,+MMT,+MAG+MMT --seeds 0-4 --out runs/ablation
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Modality augmentation (MAG) and multi-masking triplet loss (MMT) for "
         "visible-infrared person re-identification.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain,ablation}")
 
     p = sub.add_parser("train", help="train a model")
     _train_args(p)
@@ -164,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("ablation", help="train arms (B, +MAG, +MMT, ...) over seeds; table with paired tests")
+    _train_args(p)
+    from .ablation import add_arguments
+
+    add_arguments(p)
     return parser
 
 
@@ -301,7 +308,19 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain}
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from .ablation import run_from_args
+    from .errors import UserError
+
+    try:
+        run_from_args(args, train_config(args))
+    except UserError as exc:
+        raise CLIError(str(exc)) from None
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain,
+            "ablation": cmd_ablation}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
