@@ -288,3 +288,71 @@ def test_torchrun_two_processes(tmp_path):
     for arm in ("b", "mmt"):
         assert json.loads((out / "runs" / arm / "seed0" / "result.json").read_text())["history"][0]["steps"] == 2
     assert math.isfinite(saved["arms"]["+MMT"]["summary"]["rank1"]["mean"])
+
+
+# --------------------------------------------------------------------------- fast: aggregation and pictures
+
+
+def fake_records(runs, seed_effect):
+    """A finished record per run with made-up metrics: arm offset + seed effect + trial effect."""
+    offsets = {"B": 0.10, "+MMT": 0.15, "CE+BH": 0.12}
+    records = {}
+    for r in runs:
+        value = offsets[r.arm] + seed_effect[r.seed] + 0.01 * (r.trial or 0)
+        metrics = {m: min(1.0, value + 0.05 * i) for i, m in enumerate(ablation.METRICS[:4])}
+        metrics.update(mAP=value / 2, mINP=value / 4, cmc=[metrics["rank1"], metrics["rank5"], 1.0])
+        history = [{"epoch": 1, "loss": 2.0 - value, "id_loss": 1.0, "triplet_loss": 1.0 - value}]
+        records[id(r)] = {"metrics": metrics, "history": history, "seconds": 1.5, "trial": r.trial}
+    return records
+
+
+def test_aggregate_means_intervals_and_paired_tests(tmp_path):
+    arms = ablation.select_arms("B,+MMT,CE+BH")
+    base = tiny_base(data="regdb", root=str(tmp_path))
+    runs = ablation.plan_runs(base, arms, [0, 1, 2], tmp_path, regdb_trials=[1, 2])
+    payload = ablation.aggregate(base, arms, [0, 1, 2], [1, 2], runs, fake_records(runs, {0: 0.0, 1: 0.02, 2: 0.07}))
+    assert payload["complete"] and payload["protocol"] == "regdb"
+    b = payload["arms"]["B"]
+    assert b["seeds"]["1"]["rank1"] == pytest.approx(0.10 + 0.02 + 0.015)  # mean over splits 1 and 2
+    assert b["seeds"]["1"]["trials"]["2"]["rank1"] == pytest.approx(0.14)
+    assert b["seeds"]["0"]["seconds"] == 3.0 and set(b["seeds"]["0"]["history"]) == {"1", "2"}
+    assert b["summary"]["rank1"]["values"] == pytest.approx([0.115, 0.135, 0.185])
+    pairs = {(c["arm"], c["reference"]): c for c in payload["comparisons"]}
+    assert set(pairs) == {("+MMT", "B"), ("CE+BH", "B"), ("+MMT", "CE+BH")}
+    mmt_b = pairs[("+MMT", "B")]["mAP"]
+    assert mmt_b["diffs"] == pytest.approx([0.025] * 3) and mmt_b["p"] < 1e-6  # constant difference (up to rounding)
+    ablation.write_outputs(tmp_path, payload)
+    md = (tmp_path / "results.md").read_text()
+    assert "| +MMT - B | mAP | +2.50, +2.50, +2.50 | +2.50 | [+2.50, +2.50] | <0.001 |" in md
+    assert "3 seeds give the test 2 degrees of freedom: a weak test" in md
+    for name in ("cmc.png", "training_curves.png", "table.png", "comparisons.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_one_seed_and_unfinished_runs(tmp_path):
+    arms = ablation.select_arms("B,+MMT")
+    base = tiny_base()
+    runs = ablation.plan_runs(base, arms, [0, 1], tmp_path)
+    records = fake_records(runs, {0: 0.0, 1: 0.03})
+    records[id(runs[3])] = None  # +MMT seed 1 unfinished
+    payload = ablation.aggregate(base, arms, [0, 1], None, runs, records)
+    assert not payload["complete"] and payload["missing"] == ["+MMT seed 1"]
+    assert set(payload["arms"]["+MMT"]["seeds"]) == {"0"}
+    only = payload["comparisons"][0]
+    assert only["seeds"] == [0] and only["rank1"]["p"] is None and only["rank1"]["low"] is None
+    md = ablation.format_markdown(payload)
+    assert "n/a" in md and "Incomplete: 1 runs unfinished" in md
+
+
+def test_plot_helpers_reject_bad_input(tmp_path):
+    from mag_mmt.visualize import save_table_image, save_training_curves
+
+    with pytest.raises(ValueError, match="at least one run"):
+        save_training_curves(tmp_path / "c.png", {"a": []})
+    with pytest.raises(ValueError, match="mAP"):
+        save_training_curves(tmp_path / "c.png", {"a": [{"epoch": 1, "loss": 1.0}]}, keys=["loss", "mAP"])
+    with pytest.raises(ValueError, match="3 cells"):
+        save_table_image(tmp_path / "t.png", ["a", "b", "c"], [["1", "2"]])
+    path = save_training_curves(tmp_path / "c.png", {"a": [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}],
+                                                     "b": [{"epoch": 1, "loss": 1.2}]})
+    assert Image.open(path).size[0] > 400
