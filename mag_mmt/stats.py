@@ -72,14 +72,19 @@ def betainc(a: float, b: float, x: float) -> float:
         raise ValueError(f"betainc needs a, b > 0, got a={a}, b={b}")
     if not 0.0 <= x <= 1.0:
         raise ValueError(f"betainc needs 0 <= x <= 1, got {x}")
-    if x == 0.0 or x == 1.0:
-        return x
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
+    return _betainc(a, b, x, 1.0 - x)
+
+
+def _betainc(a: float, b: float, x: float, y: float) -> float:
+    """``I_x(a, b)`` with ``y = 1 - x`` given separately (exact when the caller computes it
+    without cancellation, e.g. ``t^2 / (df + t^2)`` beside ``df / (df + t^2)``)."""
+    if x <= 0.0 or y <= 0.0:
+        return 0.0 if x <= 0.0 else 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
     front = math.exp(log_front)
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _beta_cf(a, b, x) / a
-    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
+    return 1.0 - front * _beta_cf(b, a, y) / b
 
 
 def t_sf(t: float, df: float) -> float:
@@ -90,7 +95,8 @@ def t_sf(t: float, df: float) -> float:
         return math.nan
     if math.isinf(t):
         return 0.0 if t > 0 else 1.0
-    tail = 0.5 * betainc(0.5 * df, 0.5, df / (df + t * t))  # P(T > |t|)
+    t2 = t * t
+    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t2), t2 / (df + t2))  # P(T > |t|)
     return tail if t >= 0 else 1.0 - tail
 
 
