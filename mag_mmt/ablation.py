@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -433,8 +434,11 @@ def aggregate(base: engine.TrainConfig, arms: dict[str, dict[str, Any]], seeds: 
             continue
         entry: dict[str, Any] = {"arm": a, "reference": b, "seeds": [int(s) for s in common]}
         for m in METRICS:
-            entry[m] = paired_t_test([per_arm[a]["seeds"][s][m] for s in common],
-                                     [per_arm[b]["seeds"][s][m] for s in common])
+            test = paired_t_test([per_arm[a]["seeds"][s][m] for s in common],
+                                 [per_arm[b]["seeds"][s][m] for s in common])
+            if test["t"] is not None and not math.isfinite(test["t"]):
+                test["t"] = None  # constant non-zero differences (p = 0): keep results.json strict JSON
+            entry[m] = test
         comparisons.append(entry)
     return {
         "version": 1,

@@ -293,12 +293,12 @@ def test_torchrun_two_processes(tmp_path):
 # --------------------------------------------------------------------------- fast: aggregation and pictures
 
 
-def fake_records(runs, seed_effect):
+def fake_records(runs, seed_effect, offsets=None, trial_step=0.01):
     """A finished record per run with made-up metrics: arm offset + seed effect + trial effect."""
-    offsets = {"B": 0.10, "+MMT": 0.15, "CE+BH": 0.12}
+    offsets = offsets or {"B": 0.10, "+MMT": 0.15, "CE+BH": 0.12}
     records = {}
     for r in runs:
-        value = offsets[r.arm] + seed_effect[r.seed] + 0.01 * (r.trial or 0)
+        value = offsets[r.arm] + seed_effect[r.seed] + trial_step * (r.trial or 0)
         metrics = {m: min(1.0, value + 0.05 * i) for i, m in enumerate(ablation.METRICS[:4])}
         metrics.update(mAP=value / 2, mINP=value / 4, cmc=[metrics["rank1"], metrics["rank5"], 1.0])
         history = [{"epoch": 1, "loss": 2.0 - value, "id_loss": 1.0, "triplet_loss": 1.0 - value}]
@@ -321,6 +321,12 @@ def test_aggregate_means_intervals_and_paired_tests(tmp_path):
     assert set(pairs) == {("+MMT", "B"), ("CE+BH", "B"), ("+MMT", "CE+BH")}
     mmt_b = pairs[("+MMT", "B")]["mAP"]
     assert mmt_b["diffs"] == pytest.approx([0.025] * 3) and mmt_b["p"] < 1e-6  # constant difference (up to rounding)
+    # the same values on every seed: exactly constant differences, t infinite, p = 0, still strict JSON
+    dyadic = fake_records(runs, {0: 0.0, 1: 0.0, 2: 0.0}, {"B": 0.25, "+MMT": 0.5, "CE+BH": 0.375}, 0.0)
+    constant = ablation.aggregate(base, arms, [0, 1, 2], [1, 2], runs, dyadic)
+    test = constant["comparisons"][0]["rank1"]
+    assert test["p"] == 0.0 and test["t"] is None
+    json.dumps(constant, allow_nan=False)
     ablation.write_outputs(tmp_path, payload)
     md = (tmp_path / "results.md").read_text()
     assert "| +MMT - B | mAP | +2.50, +2.50, +2.50 | +2.50 | [+2.50, +2.50] | <0.001 |" in md
