@@ -264,7 +264,7 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
     run). ``arms``: ``{name: {TrainConfig field: value}}`` (default :data:`DEFAULT_ARMS`);
     arms may not change :data:`FIXED_FIELDS`. ``regdb_trials``: RegDB splits to train and
     evaluate separately (each seed's numbers are then the mean over the splits). ``progress``:
-    the trainer's progress bars; ``log`` gets one line per run start and end (rank 0 only).
+    the trainer's progress bars (shown when both it and ``base.progress`` are true); ``log`` gets one line per run start and end (rank 0 only).
 
     Runs under ``torchrun``: every process calls the trainer (which shards the batches with
     DDP); only rank 0 evaluates and writes. Returns the ``results.json`` payload on rank 0,
@@ -312,7 +312,7 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
         if finished[id(run)] is not None:
             say(f"{tag}: done earlier, rank-1 {100 * finished[id(run)]['metrics']['rank1']:.2f}%")
             continue
-        cfg = dataclasses.replace(run.config, progress=progress)
+        cfg = dataclasses.replace(run.config, progress=progress and base.progress)
         key = (run.seed if cfg.data == "synthetic" else None, run.trial)
         if key != data_key:
             data_key, data = key, None
