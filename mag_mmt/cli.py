@@ -1,4 +1,4 @@
-"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo`` and ``pretrain``.
+"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain`` and ``convert-checkpoint``.
 
 This module only parses arguments and checks them (before any work starts); the work is
 done by :mod:`mag_mmt.engine`, :mod:`mag_mmt.demo` and :mod:`mag_mmt.pretrain`.
@@ -12,6 +12,7 @@ Examples::
     mag-mmt eval --data sysu --root /data/SYSU-MM01 --checkpoint runs/sysu/last.pt --full
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
+    mag-mmt convert-checkpoint old/last.pt runs/sysu/last.pt   # a mag-mmt/1 file, rewritten safely
 """
 
 from __future__ import annotations
