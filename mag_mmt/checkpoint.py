@@ -142,18 +142,26 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     >>> set_rng_state(state); a == (random.random(), torch.rand(1))
     True
     """
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return _rng_dict(random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                     generator.get_state() if generator is not None else None)
+
+
+def _rng_dict(python: tuple, numpy_state: tuple, torch_state: torch.Tensor, cuda: list[torch.Tensor] | None,
+              augment: torch.Tensor | None) -> dict[str, Any]:
+    """The plain layout of :func:`rng_state` from the getters' own return values."""
+    version, internal, gauss = python
+    name, keys, pos, has_gauss, cached = numpy_state
     state: dict[str, Any] = {
-        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss},
+        "python": {"version": int(version), "internal": [int(v) for v in internal], "gauss_next": gauss},
         "numpy": {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                   "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state().cpu(),
+        "torch": torch_state.cpu(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    if generator is not None:
-        state["augment"] = generator.get_state().cpu()
+    if cuda is not None:
+        state["cuda"] = [s.cpu() for s in cuda]
+    if augment is not None:
+        state["augment"] = augment.cpu()
     return state
 
 
@@ -327,23 +335,6 @@ def load_checkpoint(
 # --------------------------------------------------------------------------- old files
 
 
-def _legacy_rng(rng: dict[str, Any]) -> dict[str, Any]:
-    """A ``mag-mmt/1`` random state (tuples from ``random.getstate`` / ``np.random.get_state``)."""
-    version, internal, gauss = rng["python"]
-    name, keys, pos, has_gauss, cached = rng["numpy"]
-    out: dict[str, Any] = {
-        "python": {"version": int(version), "internal": [int(v) for v in internal], "gauss_next": gauss},
-        "numpy": {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": rng["torch"].cpu(),
-    }
-    if "cuda" in rng:
-        out["cuda"] = [s.cpu() for s in rng["cuda"]]
-    if "augment" in rng:
-        out["augment"] = rng["augment"].cpu()
-    return out
-
-
 def _numpy_globals() -> list[Any]:
     """What rebuilding numpy arrays and scalars of numbers needs (nothing that runs other code)."""
     core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1
@@ -362,7 +353,10 @@ def convert_legacy_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLik
     builds arrays of numbers and runs nothing else). A file that needs more than that (any
     other object) is read only when ``trust_source=True``, which runs whatever code the file
     carries, after a warning: pass it only for files you made yourself or fully trust.
-    The random state becomes plain data; the rest is copied.
+    The random state becomes plain data; the rest is copied. Old files hold one process's
+    random state (rank 0's) and counted epochs in identities: resume them with one process and
+    ``epoch_unit="identities"`` (``--epoch-unit identities``), or start from their weights
+    with ``--init``.
 
     Raises:
         CheckpointError: ``src`` is missing or corrupt, is not a ``mag-mmt/1`` file, or holds
@@ -398,7 +392,9 @@ def convert_legacy_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLik
     state = dict(state)
     del state["format"]
     if isinstance(state.get("rng"), dict) and "python" in state["rng"]:  # one process's state (rank 0's)
-        state["rng"] = {"world_size": 1, "ranks": [_legacy_rng(state["rng"])]}
+        old = state["rng"]
+        state["rng"] = {"world_size": 1, "ranks": [_rng_dict(old["python"], old["numpy"], old["torch"], old.get("cuda"),
+                                                            old.get("augment"))]}
     if state.get("kind") == "train" and isinstance(state.get("config"), dict):
         state["config"] = {"epoch_unit": "identities", **state["config"]}  # mag-mmt/1 epochs counted identities
     return save_checkpoint(state, dst)

@@ -433,6 +433,8 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     if rank != 0:
         log = lambda _msg: None  # noqa: E731  (one process reports)
     device = resolve_device(cfg.device) if world == 1 or not torch.cuda.is_available() else torch.device("cuda", local_rank)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives (the RNG-state gather) use the current device
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     state: dict[str, Any] | None = None
