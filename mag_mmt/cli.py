@@ -1,4 +1,4 @@
-"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo`` and ``pretrain``.
+"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain`` and ``convert-checkpoint``.
 
 This module only parses arguments and checks them (before any work starts); the work is
 done by :mod:`mag_mmt.engine`, :mod:`mag_mmt.demo` and :mod:`mag_mmt.pretrain`.
@@ -12,13 +12,16 @@ Examples::
     mag-mmt eval --data sysu --root /data/SYSU-MM01 --checkpoint runs/sysu/last.pt --full
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
+    mag-mmt convert-checkpoint old/last.pt runs/sysu/last.pt   # a mag-mmt/1 file, rewritten safely
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -82,8 +85,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mag-scale", type=_pair(float), default=(0.02, 0.4), metavar="LO,HI")
     g.add_argument("--mag-ratio", type=_pair(float), default=(0.3, 3.3), metavar="LO,HI")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("--steps-per-epoch", type=int, default=None)
+    g.add_argument("--epochs", type=int, default=10,
+                   help="epochs; one epoch is one pass over the larger modality's training images, shared by "
+                   "all processes (AGW's/CAJ's unit), unless --epoch-unit identities")
+    g.add_argument("--epoch-unit", choices=("images", "identities"), default="images",
+                   help="images: ceil(max(#visible, #thermal) / (P*K*processes)) steps per epoch (default); "
+                   "identities: every identity once, ceil(#identities / (P*processes)) steps")
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="fixed steps per epoch (overrides --epoch-unit)")
     g.add_argument("-P", "--num-identities", type=int, default=8, help="identities per batch")
     g.add_argument("-K", "--num-instances", type=int, default=4, help="images per identity and modality")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Modality augmentation (MAG) and multi-masking triplet loss (MMT) for "
         "visible-infrared person re-identification.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain,convert-checkpoint}")
 
     p = sub.add_parser("train", help="train a model")
     _train_args(p)
@@ -145,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("convert-checkpoint", help="rewrite an old-format (mag-mmt/1) checkpoint in the safe format",
+                       description="Rewrite a mag-mmt/1 checkpoint as mag-mmt/2 (tensors and plain data only, "
+                       "loaded without running code). Files holding only numpy arrays besides tensors convert "
+                       "safely; anything else is read only with --trust-source.")
+    p.add_argument("src", help="the old checkpoint")
+    p.add_argument("dst", help="the new checkpoint to write")
+    p.add_argument("--trust-source", action="store_true",
+                   help="read SRC with weights_only=False if it needs it: runs any code it carries")
+    p.add_argument("--force", action="store_true", help="overwrite DST")
 
     p = sub.add_parser("pretrain", help="MMGL self-supervised pre-training (no labels)")
     _data_args(p)
@@ -183,7 +201,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
         init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
         id_weight=args.id_weight, triplet_weight=args.triplet_weight, mag=args.mag, mag_p=args.mag_p,
-        mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs,
+        mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs, epoch_unit=args.epoch_unit,
         steps_per_epoch=args.steps_per_epoch, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones),
         amp=args.amp, seed=args.seed, device=args.device, out=args.out, resume=args.resume,
@@ -202,11 +220,55 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     result = engine.train(cfg)
     size = engine.image_size(cfg, result.data)
-    if not result.stopped_early and engine.dist_setup()[0] == 0:
+    rank, world, _ = engine.dist_setup()
+    if result.stopped_early and rank == 0:
+        print(f"stopped after {cfg.max_steps} steps (--max-steps); checkpoint: {result.checkpoint}\n"
+              f"resume with: {resume_command(getattr(args, 'argv', None), world)}")
+    if not result.stopped_early and rank == 0:
         metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
         print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
               f"mINP {100 * metrics['mINP']:.2f}%")
         engine.write_json(Path(cfg.out) / "history.json", {"history": result.history, "final": metrics})
+    return 0
+
+
+def resume_command(argv: Sequence[str] | None, world: int = 1) -> str:
+    """The command that continues a ``train`` run given by ``argv``: ``--max-steps`` dropped,
+    ``--resume`` added (``torchrun`` in front for several processes).
+
+    >>> resume_command(["train", "--out", "runs/a b", "--max-steps", "5"])
+    "mag-mmt train --out 'runs/a b' --resume"
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--max-steps":
+            skip = True
+        elif not arg.startswith("--max-steps="):
+            kept.append(arg)
+    if "--resume" not in kept:
+        kept.append("--resume")
+    prog = "mag-mmt" if world == 1 else f"torchrun --nproc_per_node {world} -m mag_mmt.cli"
+    return f"{prog} {shlex.join(kept)}"
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError, convert_legacy_checkpoint
+
+    if Path(args.dst).exists() and not args.force:
+        raise CLIError(f"{args.dst!r} exists; choose another file or pass --force")
+    if args.trust_source:
+        print(f"mag-mmt: warning: --trust-source: reading {args.src!r} may run code it carries", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # said above
+        try:
+            path = convert_legacy_checkpoint(args.src, args.dst, trust_source=args.trust_source)
+        except CheckpointError as exc:
+            raise CLIError(str(exc)) from None
+    print(f"wrote {path} (format mag-mmt/2)")
     return 0
 
 
@@ -301,12 +363,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain,
+            "convert-checkpoint": cmd_convert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
     except CLIError as exc:

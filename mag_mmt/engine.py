@@ -15,10 +15,24 @@ One training step (docs/method.md describes each part)::
       -> model(visible, thermal) -> (feat, logits)
       -> loss = id_weight * CE(logits, labels) + triplet_weight * triplet(feat, labels, modalities)
 
-Checkpoints (``OUT/last.pt``) are written atomically every ``checkpoint_every`` steps and at
-the end of every epoch; they hold the model, the optimiser, the scheduler position, every
-random state and the position in the epoch, so ``resume=True`` continues a killed run and
-gives the same weights as a run that was never stopped.
+**Epochs.** By default (``epoch_unit="images"``) an epoch is AGW's and CAJ's: one pass over
+the larger modality's training images, shared by all ranks, i.e.
+``ceil(max(n_visible, n_thermal) / (P * K * world_size))`` steps per rank. ``"identities"``
+gives the shorter per-identity epoch (every identity once: ``ceil(C / (P * world_size))``
+steps); ``steps_per_epoch`` overrides both.
+
+**Checkpoints** (``OUT/last.pt``) are written atomically every ``checkpoint_every`` steps and
+at the end of every epoch; they hold the model, the optimiser, the scheduler position, the
+position in the epoch and every random state of every rank (plain data: see
+:mod:`mag_mmt.checkpoint`), so ``resume=True`` continues a killed run and gives the same
+weights as a run that was never stopped. Resuming checks that the run is the same: the
+configuration fields that shape training (data, model, loss, batch, optimiser, seed, ...;
+all but :data:`RESUME_MAY_CHANGE`), the number of classes and images, and the number of
+processes; a difference is a :class:`~mag_mmt.errors.UserError` naming the fields.
+
+**Several processes** (``torchrun``): every rank draws its own MAG boxes and flips, from a
+generator seeded with :func:`augment_seed` ``(seed, rank)``; rank 0 keeps ``seed + 1``, the
+single-process value.
 """
 
 from __future__ import annotations
@@ -37,12 +51,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data.records import ReIDData, Sample
+from .data.sampler import EPOCH_UNITS
+from .errors import UserError
 
 DATASETS = ("synthetic", "sysu", "regdb", "manifest")
 LOSSES = ("mmt", "batch-hard", "wrt", "none")
 PROTOCOLS = ("sysu", "regdb", "npu")
+#: TrainConfig fields that may differ when a run is resumed (they do not change what is trained)
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "max_steps", "checkpoint_every", "eval_every", "eval_trials", "progress", "num_workers",
+    "device", "amp", "out", "resume", "pretrained", "init",
+})
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,7 +105,8 @@ class TrainConfig:
     flip: bool = True
     # optimisation
     epochs: int = 10
-    steps_per_epoch: int | None = None  # default: the sampler's epoch length
+    epoch_unit: str = "images"  # "images": one pass over the larger modality (AGW); "identities": each id once
+    steps_per_epoch: int | None = None  # default: the sampler's epoch length (epoch_unit)
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -130,6 +152,8 @@ class TrainConfig:
         for name in ("epochs", "num_identities", "num_instances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epoch_unit not in EPOCH_UNITS:
+            raise ValueError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {self.epoch_unit!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -294,25 +318,79 @@ def _lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: in
     return lr
 
 
-def _rng_state(aug_gen: torch.Generator) -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "augment": aug_gen.get_state(),
+def augment_seed(seed: int, rank: int = 0) -> int:
+    """Seed of rank ``rank``'s MAG / flip generator: ``seed + 1`` on rank 0 (the single-process
+    value), a number derived from ``(seed, rank)`` on the others (distinct, reproducible).
+
+    >>> from mag_mmt.engine import augment_seed
+    >>> augment_seed(0, 0), augment_seed(0, 1) == augment_seed(0, 1) != augment_seed(1, 1)
+    (1, True)
+    """
+    if rank == 0:
+        return seed + 1
+    return int(np.random.SeedSequence([seed % 2**63, rank, 0x4D4147]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def gather_rng_states(aug_gen: torch.Generator) -> list[dict[str, Any]]:
+    """Every rank's :func:`~mag_mmt.checkpoint.rng_state` in rank order (a collective under DDP)."""
+    state = rng_state(aug_gen)
+    from .distributed import is_distributed
+
+    if not is_distributed():
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def config_differences(saved: TrainConfig, now: TrainConfig) -> list[str]:
+    """``"field: saved -> now"`` for every field outside :data:`RESUME_MAY_CHANGE` that differs."""
+    a, b = saved.to_dict(), now.to_dict()
+    out = []
+    for name in (f.name for f in dataclasses.fields(TrainConfig)):
+        if name in RESUME_MAY_CHANGE:
+            continue
+        x, y = a.get(name), b.get(name)
+        if name == "root" and x and y:
+            x, y = os.path.realpath(x), os.path.realpath(y)
+        if x != y:
+            out.append(f"{name}: {a.get(name)!r} -> {b.get(name)!r}")
+    return out
+
+
+def _check_resumable(path: Path, state: dict[str, Any], cfg: TrainConfig) -> None:
+    """Raise :class:`UserError` if ``cfg`` is not the run that wrote ``state`` (config fields)."""
+    diffs = config_differences(TrainConfig.from_dict(state["config"]), cfg)
+    if diffs:
+        raise UserError(
+            f"cannot resume {path}: it was written by a run with another configuration ({'; '.join(diffs)}). "
+            f"Resume with the same settings, or start a new run (another --out; --init {path} starts from its weights)"
+        )
+
+
+def _check_same_run(path: Path, state: dict[str, Any], **now: Any) -> None:
+    """Raise :class:`UserError` if what the data and launch give (classes, images, input size,
+    processes) differs from what ``state`` recorded (entries it lacks are not checked)."""
+    saved = {
+        "num_classes": state.get("num_classes"),
+        "num_train_images": state.get("num_train_images"),
+        "image_size": tuple(state["image_size"]) if "image_size" in state else None,
+        "world_size": state["rng"].get("world_size") if isinstance(state.get("rng"), dict) else None,
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], aug_gen: torch.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    aug_gen.set_state(state["augment"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    diffs = [f"{name}: {saved[name]!r} -> {value!r}" for name, value in now.items()
+             if saved.get(name) is not None and saved[name] != value]
+    if not diffs:
+        return
+    hint = "the dataset changed"
+    if saved["world_size"] is not None and saved["world_size"] != now.get("world_size"):
+        hint = (f"it was written by {saved['world_size']} process(es), each with its own random state: resume with "
+                f"the same number (torchrun --nproc_per_node {saved['world_size']}, or no torchrun for 1)")
+    raise UserError(
+        f"cannot resume {path}: the run differs from the one that wrote it ({'; '.join(diffs)}); {hint}. "
+        f"Or start a new run (another --out; --init {path} starts from its weights)"
+    )
 
 
 # --------------------------------------------------------------------------- distributed
@@ -325,10 +403,13 @@ def dist_setup() -> tuple[int, int, int]:
         return 0, 1, 0
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)  # NCCL collectives (all_gather_object) use the current device
         dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return dist.get_rank(), dist.get_world_size(), local_rank
 
 
 # --------------------------------------------------------------------------- training
@@ -352,16 +433,32 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     if rank != 0:
         log = lambda _msg: None  # noqa: E731  (one process reports)
     device = resolve_device(cfg.device) if world == 1 or not torch.cuda.is_available() else torch.device("cuda", local_rank)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives (the RNG-state gather) use the current device
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    state: dict[str, Any] | None = None
+    if cfg.resume and ckpt_path.exists():  # read and checked before any data is loaded
+        state = load_checkpoint(ckpt_path, map_location="cpu", kind="train")
+        _check_resumable(ckpt_path, state, cfg)
+    elif cfg.resume:
+        log(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
     seed_everything(cfg.seed)
     if data is None:
         data = load_data(cfg)
     size = image_size(cfg, data)
     num_classes = data.num_train_identities
+    num_train_images = len(data.train)
+    if state is not None:
+        _check_same_run(ckpt_path, state, num_classes=num_classes, num_train_images=num_train_images,
+                        image_size=tuple(size), world_size=world)
 
     model = build_model_for(cfg, num_classes).to(device)
-    if cfg.init:
+    if cfg.init and state is None:
         info = load_init(model, cfg.init)
         log(f"init: {len(info['loaded'])} tensors from {cfg.init}")
+    if rank > 0:  # the model is initialised alike on every rank; from here on each rank draws its own numbers
+        seed_everything(augment_seed(cfg.seed, rank))
     criterion = build_triplet(cfg, cross_rank=world > 1)
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -376,34 +473,23 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     dataset = ImageDataset(data.train, loader=data.loader, size=size)
     sampler = CrossModalityIdentitySampler(
         data.train, num_identities=cfg.num_identities, num_instances=cfg.num_instances,
-        seed=cfg.seed, rank=rank, world_size=world, num_batches=cfg.steps_per_epoch,
+        seed=cfg.seed, rank=rank, world_size=world, num_batches=cfg.steps_per_epoch, epoch_unit=cfg.epoch_unit,
     )
     steps_per_epoch = len(sampler)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(augment_seed(cfg.seed, rank))
     mag = ModalityAugment(p=cfg.mag_p, scale=cfg.mag_scale, ratio=cfg.mag_ratio, generator=aug_gen) if cfg.mag else None
 
-    out = Path(cfg.out)
-    ckpt_path = out / "last.pt"
     start_epoch, start_step, global_step = 0, 0, 0
     history: list[dict[str, float]] = []
-    if cfg.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device, kind="train")
-        saved = TrainConfig.from_dict(state["config"])
-        for name in ("data", "model", "loss", "seed", "num_identities", "num_instances", "share_point"):
-            if getattr(saved, name) != getattr(cfg, name):
-                raise ValueError(
-                    f"cannot resume {ckpt_path}: it was trained with {name}={getattr(saved, name)!r}, "
-                    f"now {name}={getattr(cfg, name)!r}"
-                )
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"], aug_gen)
+        set_rng_state(state["rng"]["ranks"][rank], aug_gen)
         start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["step"]
         history = list(state.get("history", []))
         log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
-    elif cfg.resume:
-        log(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
+        del state
 
     train_model: nn.Module = model
     if world > 1:
@@ -412,6 +498,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         )
 
     def save(epoch: int, step_in_epoch: int) -> None:
+        rng = gather_rng_states(aug_gen)  # every rank takes part; rank 0 writes
         if rank != 0:
             return
         save_checkpoint(
@@ -420,13 +507,14 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": _rng_state(aug_gen),
+                "rng": {"world_size": world, "ranks": rng},
                 "epoch": epoch,
                 "step_in_epoch": step_in_epoch,
                 "step": global_step,
                 "history": history,
                 "config": cfg.to_dict(),
                 "num_classes": num_classes,
+                "num_train_images": num_train_images,
                 "image_size": list(size),
             },
             ckpt_path,

@@ -18,7 +18,11 @@ import torch
 from torch.utils.data import Sampler
 
 from .._validation import check_same_length, check_tensor, check_values
+from ..errors import UserError
 from .records import THERMAL, VISIBLE, Sample
+
+#: what one epoch of :class:`CrossModalityIdentitySampler` covers (see its docstring)
+EPOCH_UNITS = ("images", "identities")
 
 
 def _as_int_array(values: object, name: str) -> np.ndarray:
@@ -91,11 +95,18 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
     order, so visible ``i`` and thermal ``i`` share an identity.
 
     **Epoch.** Identities are dealt from a seeded permutation, ``P * world_size`` distinct
-    ones per step; by default an epoch has ``ceil(C / (P * world_size))`` steps, so every
-    identity appears at least once and at most twice per epoch (the last step is completed
-    with identities from the next permutation). ``num_batches`` sets another length
-    (identities keep being dealt evenly). Within an identity, K images are drawn without
-    replacement, or, when it has fewer than K, each image about ``K / n`` times.
+    ones per step (when the permutation runs out, the step is completed from the next one,
+    so identities are used evenly). The epoch length in steps (batches per rank) is:
+
+    - ``epoch_unit="images"`` (default; AGW's and CAJ's epoch): one pass over the larger
+      modality's images, shared by the ranks:
+      ``ceil(max(n_visible, n_thermal) / (P * K * world_size))``;
+    - ``epoch_unit="identities"``: every identity once, ``ceil(C / (P * world_size))`` (each
+      identity appears at least once and at most twice per epoch);
+    - ``num_batches``, when given, overrides both.
+
+    Within an identity, K images are drawn without replacement, or, when it has fewer than
+    K, each image about ``K / n`` times.
 
     **Determinism and DDP.** Batches depend only on ``(seed, epoch)``: call
     ``set_epoch(e)`` before each epoch (as with ``DistributedSampler``) or every epoch
@@ -111,7 +122,8 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         num_identities: P, identities per batch per rank.
         num_instances: K, images per identity and modality.
         seed: non-negative base seed. rank, world_size: this process's shard.
-        num_batches: batches per epoch per rank (default ``ceil(C / (P * world_size))``).
+        num_batches: batches per epoch per rank (default: from ``epoch_unit``).
+        epoch_unit: ``"images"`` (default) or ``"identities"``, see **Epoch**.
 
     Raises:
         ValueError: bad sizes, an identity without images of one modality (named), or
@@ -121,8 +133,11 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
 
         >>> labels = [0, 0, 1, 1, 2, 2]; mods = [0, 1, 0, 1, 0, 1]
         >>> sampler = CrossModalityIdentitySampler(labels, mods, num_identities=2, num_instances=1)
-        >>> len(sampler), len(next(iter(sampler)))
+        >>> len(sampler), len(next(iter(sampler)))  # 3 images per modality / (P*K = 2)
         (2, 4)
+        >>> [len(CrossModalityIdentitySampler(labels, mods, num_identities=1, num_instances=2, epoch_unit=unit))
+        ...  for unit in ("images", "identities")]
+        [2, 3]
     """
 
     def __init__(
@@ -136,6 +151,7 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         num_batches: int | None = None,
+        epoch_unit: str = "images",
     ) -> None:
         for name, value, low in (
             ("num_identities", num_identities, 1),
@@ -150,6 +166,8 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1):
             raise ValueError(f"num_batches must be a positive integer or None, got {num_batches!r}")
+        if epoch_unit not in EPOCH_UNITS:
+            raise UserError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {epoch_unit!r}")
 
         if modalities is None:
             source = getattr(samples_or_labels, "samples", samples_or_labels)
@@ -194,7 +212,14 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         self.seed = int(seed)
         self.rank = int(rank)
         self.world_size = int(world_size)
-        self.num_batches = num_batches if num_batches is not None else math.ceil(identities.size / group)
+        self.epoch_unit = epoch_unit
+        if num_batches is None:
+            if epoch_unit == "images":
+                larger = max(int((mods == VISIBLE).sum()), int((mods == THERMAL).sum()))
+                num_batches = math.ceil(larger / (group * int(num_instances)))
+            else:
+                num_batches = math.ceil(identities.size / group)
+        self.num_batches = num_batches
         self.epoch = 0
 
     @property
