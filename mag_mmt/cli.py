@@ -57,10 +57,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
+    g.add_argument("--model", choices=("dual-swin", "dual-resnet50", "small-cnn"), default="small-cnn")
     g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
                    help="where the two modality paths start sharing weights (paper: F3)")
-    g.add_argument("--pretrained", help="local torchvision swin_t state_dict file (ImageNet weights)")
+    g.add_argument("--pretrained", help="local torchvision swin_t / resnet50 state_dict file (ImageNet weights)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
