@@ -196,7 +196,11 @@ def test_channel_mix_matches_caj_for_every_code(dtype):
     code = torch.tensor([0, 1, 2, 3, 4, 4, 3, 2, 1, 0])
     out = channel_mix(x, code)
     for i in range(10):
-        assert torch.equal(out[i], caj_channel(x[i], int(code[i])))
+        ref = caj_channel(x[i], int(code[i]))
+        if code[i] == 3:  # gray: a matrix product may sum in another order (or fused)
+            assert torch.allclose(out[i].float(), ref.float(), atol=1 if dtype == torch.uint8 else 1e-6)
+        else:  # replicate / keep: exact copies
+            assert torch.equal(out[i], ref)
     assert torch.equal(out[4], x[4])
 
 
