@@ -94,7 +94,8 @@ def _check_batch(x: object, name: str = "images") -> Tensor:
 
 def _uniform_index(u: Tensor, n: Union[int, Tensor]) -> Tensor:
     """``floor(u * n)`` for ``u`` in [0, 1): uniform over ``{0, ..., n - 1}`` (int64)."""
-    return torch.minimum(torch.floor(u * n).long(), torch.as_tensor(n, device=u.device) - 1)
+    index = torch.floor(u * n).long()
+    return index.clamp(max=n - 1) if isinstance(n, int) else torch.minimum(index, n - 1)
 
 
 def _to_float(x: Tensor) -> Tensor:

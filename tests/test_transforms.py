@@ -319,6 +319,33 @@ def test_bad_inputs_raise_user_errors(call, message):
         call()
 
 
+@pytest.mark.gpu
+def test_cuda_pipeline_is_sync_free_and_matches_cpu():
+    vis = [ReIDTransform.caj_visible(), ReIDTransform.caj_visible_exchange()]
+    aug = CrossModalAugment(vis, ReIDTransform.caj_thermal(), ModalityAugment(p=0.5), generator=0)
+    v = batch(16, 3, 288, 144, torch.uint8, seed=21).cuda()
+    t = batch(16, 3, 288, 144, torch.uint8, seed=22).cuda()
+    aug(v, t)  # warm-up (lazy generator, kernels)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = aug(v, t)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    prm = aug._params
+
+    def to_cpu(obj):
+        if isinstance(obj, torch.Tensor):
+            assert obj.device.type == "cuda"
+            return obj.cpu()
+        if isinstance(obj, dict):
+            return {k: to_cpu(x) for k, x in obj.items()}
+        return [to_cpu(x) for x in obj]
+
+    cpu = aug(v.cpu(), t.cpu(), params=to_cpu(prm))
+    for a, b in zip(out, cpu):
+        assert torch.allclose(a.cpu(), b, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_torch_compile_fullgraph_of_the_functional_core():
     def step(x, g_off, g_flip, boxes, apply, code):
