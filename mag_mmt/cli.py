@@ -60,10 +60,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
+    g.add_argument("--model", choices=("dual-swin", "dual-resnet50", "small-cnn"), default="small-cnn")
     g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
                    help="where the two modality paths start sharing weights (paper: F3)")
-    g.add_argument("--pretrained", help="local Swin-T ImageNet weights: torchvision swin_t, timm or official Swin file")
+    g.add_argument("--pretrained", help="local ImageNet weights: Swin-T (torchvision, timm or official Swin file) for dual-swin, torchvision resnet50 for dual-resnet50")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

@@ -88,7 +88,7 @@ class TrainConfig:
     model: str = "small-cnn"
     share_point: str = "F3"
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # more constructor arguments (widths, eval_feature, ...)
-    pretrained: str | None = None  # torchvision swin_t weights (local file)
+    pretrained: str | None = None  # torchvision swin_t / resnet50 weights (local file)
     init: str | None = None  # a mag-mmt checkpoint (train or MMGL pre-train) to start from
     # loss
     loss: str = "mmt"
@@ -255,7 +255,7 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from .models import build_model
 
     kwargs: dict[str, Any] = {"share_point": cfg.share_point, **cfg.model_kwargs}
-    if cfg.model == "dual-swin" and cfg.pretrained:
+    if cfg.model in ("dual-swin", "dual-resnet50") and cfg.pretrained:
         kwargs["pretrained_path"] = cfg.pretrained
     return build_model(cfg.model, num_classes, **kwargs)
 
