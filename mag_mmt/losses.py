@@ -183,11 +183,12 @@ def _weighted(term: torch.Tensor, weight: float) -> torch.Tensor:
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether ``a`` and ``b`` are the same tensor: the same object, or (eagerly) views of the
-    same memory with the same shape, strides, dtype and device. Metadata only: no host sync."""
+    """Whether ``a`` and ``b`` are the same tensor: the same object, or (eagerly, plain tensors)
+    views of the same memory with the same shape, strides, dtype and device. Metadata only: no
+    host sync. Tensor subclasses (fake, distributed, ...) count only as the same object."""
     if a is b:
         return True
-    if V.is_compiling() or a.numel() == 0:
+    if V.is_compiling() or type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.numel() == 0:
         return False
     return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
             and a.dtype == b.dtype and a.device == b.device)
