@@ -75,7 +75,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="triplet term: multi-masking (paper), batch-hard, weighted-regularised (AGW) or none")
     g.add_argument("--margin", type=float, default=0.3, help="m1")
     g.add_argument("--pos-margin", type=float, default=0.1, help="m2 (MMT only)")
-    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda (MMT only)")
+    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda, weight of MMAP (MMT only; 0: MMAN alone)")
+    g.add_argument("--mman-weight", type=float, default=1.0, help="weight of MMAN (MMT only; 0: MMAP alone)")
     g.add_argument("--id-weight", type=float, default=1.0)
     g.add_argument("--triplet-weight", type=float, default=1.0)
     g = p.add_argument_group("modality augmentation (MAG)")
@@ -200,6 +201,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         img_size=args.img_size, num_identities=args.num_identities, num_instances=args.num_instances,
         num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
         init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
+        mman_weight=args.mman_weight,
         id_weight=args.id_weight, triplet_weight=args.triplet_weight, mag=args.mag, mag_p=args.mag_p,
         mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs, epoch_unit=args.epoch_unit,
         steps_per_epoch=args.steps_per_epoch, optimizer=args.optimizer, lr=args.lr,

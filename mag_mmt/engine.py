@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -94,7 +95,8 @@ class TrainConfig:
     loss: str = "mmt"
     margin: float = 0.3
     pos_margin: float = 0.1
-    pos_weight: float = 1.0
+    pos_weight: float = 1.0  # lambda: weight of MMAP (MMT only)
+    mman_weight: float = 1.0  # weight of MMAN (MMT only); 0 = MMAP alone
     id_weight: float = 1.0
     triplet_weight: float = 1.0
     # augmentation
@@ -158,6 +160,9 @@ class TrainConfig:
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        for name in ("mman_weight", "pos_weight"):
+            if not 0.0 <= getattr(self, name) < math.inf:  # NaN fails too
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.mag_p <= 1.0:
             raise ValueError(f"mag_p must be in [0, 1], got {self.mag_p}")
         if self.lr <= 0:
@@ -266,6 +271,7 @@ def build_triplet(cfg: TrainConfig, cross_rank: bool = False) -> nn.Module | Non
     if cfg.loss == "mmt":
         return MultiMaskingTripletLoss(
             margin=cfg.margin, pos_margin=cfg.pos_margin, pos_weight=cfg.pos_weight,
+            mman_weight=cfg.mman_weight,
             cross_rank=cross_rank, validate=False,
         )
     if cfg.loss == "batch-hard":
