@@ -108,3 +108,144 @@ def truncate_after_header(path: Path, keep: int = 20) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: data.index(b"\xff\xda") + keep])
     return path
+
+
+# --------------------------------------------------------------------------- common mistakes
+#
+# Each mistake writes a dataset with one thing wrong under ``tmp`` and returns the command
+# line that meets it, plus the fragments the error message must contain (the file, line,
+# identity or argument). tests/test_bad_input.py checks the exception (a UserError, raised
+# before training); tests/test_cli_errors.py checks how ``mag-mmt`` prints it.
+
+
+def _train(data: str, root: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["train", "--data", data, "--root", str(root), *TINY_TRAIN, "--steps-per-epoch", "1",
+            "--epochs", "1", "--out", str(tmp / "out"), *extra]
+
+
+def _rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (old, path)
+    path.write_text(text.replace(old, new, 1))
+
+
+def _line_of(path: Path, fragment: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), start=1) if fragment in line)
+
+
+def truncated_jpeg(tmp: Path):
+    root = write_sysu(tmp / "sysu")
+    bad = truncate_after_header(root / "cam2" / "0003" / "0001.jpg")
+    return _train("sysu", root, tmp), [str(bad), "truncated"]
+
+
+def empty_identity_folder(tmp: Path):
+    root = write_sysu(tmp / "sysu")
+    folder = root / "cam4" / "0002"
+    for f in folder.iterdir():
+        f.unlink()
+    return _train("sysu", root, tmp), [str(folder), "holds no image"]
+
+
+def identity_without_thermal(tmp: Path):
+    root = write_sysu(tmp / "sysu")
+    for cam in (3, 6):
+        for f in (root / f"cam{cam}" / "0003").iterdir():
+            f.unlink()
+        (root / f"cam{cam}" / "0003").rmdir()
+    return _train("sysu", root, tmp), ["identity 3 (no thermal image)"]
+
+
+def idx_line_missing_image(tmp: Path):
+    root = write_regdb(tmp / "regdb")
+    listing = root / "idx" / "train_thermal_1.txt"
+    _rewrite(listing, "Thermal/2/male_thermal_1.bmp", "Thermal/2/male_thermal_9.bmp")
+    line = _line_of(listing, "male_thermal_9.bmp")
+    return _train("regdb", root, tmp), [f"{listing}:{line}", "male_thermal_9.bmp", "not found"]
+
+
+def float_label_in_idx(tmp: Path):
+    root = write_regdb(tmp / "regdb")
+    listing = root / "idx" / "test_visible_1.txt"
+    _rewrite(listing, "Visible/11/female_visible_0.bmp 11", "Visible/11/female_visible_0.bmp 11.0")
+    line = _line_of(listing, " 11.0")
+    return _train("regdb", root, tmp), [f"{listing}:{line}", "integer label", "11.0"]
+
+
+def _manifest_with(tmp: Path, edit) -> Path:
+    """The clean manifest's images, and its CSV with the rows ``edit`` returns."""
+    csv = write_manifest(tmp / "npu")
+    rows = edit(manifest_rows())
+    csv.write_text("path,identity,camera,modality,split,scene\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    return csv
+
+
+def unknown_modality_word(tmp: Path):
+    def edit(rows):
+        rows[5][3] = "nightvision"
+        return rows
+
+    csv = _manifest_with(tmp, edit)
+    return _train("manifest", csv, tmp), [f"{csv}:7", "unknown modality 'nightvision'"]
+
+
+def duplicate_manifest_path(tmp: Path):
+    def edit(rows):
+        twin = list(rows[2])  # a train image listed again as a test image
+        twin[4] = "test"
+        return rows + [twin]
+
+    csv = _manifest_with(tmp, edit)
+    lines = len(csv.read_text().splitlines())
+    return _train("manifest", csv, tmp), [f"{csv}:{lines}", "listed twice", "also line 4"]
+
+
+def float_identity_in_manifest(tmp: Path):
+    def edit(rows):
+        rows[0][1] = "1.5"
+        return rows
+
+    csv = _manifest_with(tmp, edit)
+    return _train("manifest", csv, tmp), [f"{csv}:2", "identity must be a non-negative integer", "1.5"]
+
+
+def identity_without_gallery(tmp: Path):
+    def edit(rows):  # identity 22 keeps its visible test images only
+        return [r for r in rows if not (r[1] == "22" and r[3] == "thermal")]
+
+    csv = _manifest_with(tmp, edit)
+    return _train("manifest", csv, tmp), ["test identity 22 has visible query images but no thermal gallery image"]
+
+
+def missing_root(tmp: Path):
+    return _train("sysu", tmp / "no-such-folder", tmp), ["--root", str(tmp / "no-such-folder")]
+
+
+def too_many_identities_per_batch(tmp: Path):
+    root = write_regdb(tmp / "regdb")
+    return _train("regdb", root, tmp, "-P", "9"), ["num_identities (-P)", "got 4"]
+
+
+def image_size_zero(tmp: Path):
+    root = write_regdb(tmp / "regdb")
+    return _train("regdb", root, tmp, "--img-size", "0,0"), ["--img-size", "(0, 0)"]
+
+
+def truncated_checkpoint(tmp: Path):
+    root = write_regdb(tmp / "regdb")
+    ckpt = tmp / "out" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"PK\x03\x04" + bytes(200))  # the start of a zip archive, cut short
+    return _train("regdb", root, tmp, "--resume"), [str(ckpt)]
+
+
+#: the mistakes, by name: (setup(tmp) -> (argv, fragments))
+MISTAKES = {
+    f.__name__: f
+    for f in (
+        truncated_jpeg, empty_identity_folder, identity_without_thermal, idx_line_missing_image,
+        float_label_in_idx, unknown_modality_word, duplicate_manifest_path, float_identity_in_manifest,
+        identity_without_gallery, missing_root, too_many_identities_per_batch, image_size_zero,
+        truncated_checkpoint,
+    )
+}
