@@ -129,8 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(data=None, regdb_trial=None)  # default: the checkpoint's dataset
     p.add_argument("--checkpoint", required=True, help="a training checkpoint (OUT/last.pt)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
-                   help="sysu, regdb or npu (default: the dataset's own)")
-    p.add_argument("--full", action="store_true", help="every setting (SYSU: all/indoor x single/multi)")
+                   help="sysu, regdb or npu (default: the dataset's own: SYSU-MM01 and synthetic sysu, "
+                   "RegDB regdb, manifest npu)")
+    p.add_argument("--full", action="store_true",
+                   help="every setting of the protocol (sysu: all/indoor x single/multi-shot; regdb: both "
+                   "directions; npu: both directions x all/each scene x single/multi-shot)")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
     p.add_argument("--device", default=None)

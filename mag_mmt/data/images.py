@@ -8,7 +8,7 @@ modalities enter the network with the same shape (paper section 3).
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,22 +28,22 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 
 
-def _looks_complete(path: str, image_format: str | None) -> bool:
-    """Cheap end-of-data test: JPEG ends with EOI, PNG with IEND, BMP is as long as its header says.
+def _looks_complete(fh: BinaryIO, size: int, image_format: str | None) -> bool:
+    """Cheap end-of-data test on the open file ``fh`` of ``size`` bytes: JPEG ends with EOI,
+    PNG with IEND, BMP is as long as its header says.
 
     ``False`` means "not proven complete" (a truncated file, trailing bytes after the image,
     or a format without an end marker); the caller then decodes the file to decide.
     """
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
-        if image_format == "BMP":
-            header = fh.read(6)
-            return len(header) == 6 and size >= int.from_bytes(header[2:6], "little")
-        marker = _END_MARKERS.get(image_format or "")
-        if marker is None:
-            return False
-        fh.seek(max(0, size - 64))
-        return fh.read().rstrip(b"\x00\r\n\t ").endswith(marker)
+    if image_format == "BMP":
+        fh.seek(0)
+        header = fh.read(6)
+        return len(header) == 6 and size >= int.from_bytes(header[2:6], "little")
+    marker = _END_MARKERS.get(image_format or "")
+    if marker is None:
+        return False
+    fh.seek(max(0, size - 64))
+    return fh.read().rstrip(b"\x00\r\n\t ").endswith(marker)
 
 
 def check_image_file(path: str, decode: bool = False) -> None:
@@ -76,9 +76,9 @@ def check_image_file(path: str, decode: bool = False) -> None:
     if not os.path.isfile(path):
         raise MissingFileError(f"image file not found: {path}")
     try:
-        with Image.open(path) as im:
+        with open(path, "rb") as fh, Image.open(fh) as im:
             width, height = im.size
-            if decode or not _looks_complete(path, im.format):
+            if decode or not _looks_complete(fh, os.fstat(fh.fileno()).st_size, im.format):
                 im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"image {path} is truncated or corrupt: {exc}") from exc
