@@ -361,8 +361,8 @@ def _run_trials(
         if idx.size == 0:
             raise UserError(f"{name}: the gallery is empty (cameras {sorted(cameras or [])})")
         cols = torch.from_numpy(idx).to(device)
-        results.append(
-            rank_metrics(
+        try:
+            result = rank_metrics(
                 dist.index_select(1, cols),
                 q_ids,
                 g_ids[cols],
@@ -372,7 +372,9 @@ def _run_trials(
                 max_rank=max_rank,
                 chunk_size=chunk_size,
             )
-        )
+        except ValueError as exc:  # e.g. no query has a match in this setting's gallery
+            raise UserError(f"{name}, trial {trial}: {exc}") from exc
+        results.append(result)
     return ProtocolResult(name, results)
 
 
