@@ -10,7 +10,7 @@ At B = 64 pairs of 3x288x144 and 3x224x224 float32 images (p = 0.5), in one run:
 
 All four produce identical outputs (checked). Times are the minimum over interleaved rounds after
 a warm-up (robust on a shared machine); ratios are printed against the floor and the loop measured in the same run.
-Goals (issue 3): CPU <= 1.5x floor and <= 1.25x loop; GPU >= 20x faster than the loop.
+Goals: CPU <= 1.5x floor and <= 1.25x loop; GPU >= 20x faster than the loop.
 
 Run from the repository root::
 

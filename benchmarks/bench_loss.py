@@ -11,7 +11,7 @@ Rows (median wall time of forward + backward, seconds; the variants of one size 
 * ``batch_hard``    ``BatchHardTripletLoss(validate=False)`` (the same core, "any"/"any", pos_weight 0)
 * ``plain_bh``      a conventional batch-hard written here: autograd through the full matrix,
                     masked ``amax``/``amin``
-* ``naive``         the naive per-anchor loop of issue 2: a Python loop over anchors, each
+* ``naive``         the naive per-anchor loop: a Python loop over anchors, each
                     computing that anchor's distances to the batch (one vectorised row) and the
                     masked max/min of MMT, float32, autograd (small N only, one call)
 * ``naive_pair``    (``--naive-pair``) the per-anchor, *per-pair* float64 scalar loop of
@@ -78,7 +78,7 @@ def plain_batch_hard(x, labels, margin=0.3):
 
 
 def naive_per_anchor_mmt(x, labels, mods, margin=0.3, pos_margin=0.1, pos_weight=1.0):
-    """The naive baseline of issue 2: a Python loop over anchors; per anchor its distances to the
+    """The naive baseline: a Python loop over anchors; per anchor its distances to the
     whole batch, cross-modality positive/negative masks, masked max/min (float32, autograd)."""
     terms, valid = [], 0
     for i in range(x.shape[0]):

@@ -11,8 +11,8 @@ Quick start::
     feats = model(visible, thermal)                     # (2B, D): visible rows, then thermal
     loss = criterion(feats, labels, modalities)         # modalities: 0 visible, 1 thermal
 
-Batch convention (see ``SPEC`` section 1): ``modalities`` holds 0 for visible and 1 for
-thermal/infrared. Names are imported lazily so ``import mag_mmt`` stays cheap.
+Batch convention (docs/method.md#task-and-batch-convention): ``modalities`` holds 0 for
+visible and 1 for thermal/infrared. Names are imported lazily so ``import mag_mmt`` stays cheap.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ _EXPORTS = {
     "WeightedRegularizedTripletLoss": "mag_mmt.losses",
     "ModalityAugment": "mag_mmt.augment",
     "StackedModalityAugment": "mag_mmt.augment",
+    "ModalityAugmentV2": "mag_mmt.augment_v2",
     "CrossModalityIdentitySampler": "mag_mmt.data.sampler",
     "make_synthetic": "mag_mmt.data.synthetic",
     "build_model": "mag_mmt.models",

@@ -1,5 +1,5 @@
-"""Modality augmentation (MAG, SPEC section 3): exchange one random box between a visible
-image and a thermal image of the same identity.
+"""Modality augmentation (MAG): exchange one random box between a visible image and a thermal
+image of the same identity (docs/method.md#mag-sampling-law).
 
 Layout (kornia style: *sample parameters* -> *apply parameters*):
 
@@ -12,7 +12,8 @@ Layout (kornia style: *sample parameters* -> *apply parameters*):
   ``(2B, C, H, W)`` tensor, a kornia augmentation that fits in
   ``kornia.augmentation.AugmentationSequential``) are thin wrappers.
 
-Sampling (SPEC wins over kornia, torchvision and timm; see ``sample_exchange_params``)::
+Sampling (our reading of the paper, not kornia's, torchvision's or timm's law; see
+``sample_exchange_params`` and docs/method.md#comparison-with-random-erasing)::
 
     A ~ U[scale[0], scale[1]]          r ~ U[ratio[0], ratio[1]]       (ratio = h / w)
     h = round(sqrt(S * A * r)) >= 1    w = round(sqrt(S * A / r)) >= 1  (S = H * W)
@@ -143,11 +144,11 @@ def sample_exchange_params(
 
     * applied with probability ``p`` (``u < p``: ``p = 0`` never, ``p = 1`` always);
     * area fraction ``A ~ U[scale[0], scale[1]]``;
-    * aspect ratio ``r = h / w``: ``r ~ U[ratio[0], ratio[1]]`` (``"uniform"``, SPEC and the
-      original random erasing of Zhong et al.) or ``log r ~ U[log ratio[0], log ratio[1]]``
+    * aspect ratio ``r = h / w``: ``r ~ U[ratio[0], ratio[1]]`` (``"uniform"``, our reading and
+      the original random erasing of Zhong et al.) or ``log r ~ U[log ratio[0], log ratio[1]]``
       (``"log_uniform"``, as torchvision's and timm's ``RandomErasing``);
     * ``h = max(1, round(sqrt(S A r)))``, ``w = max(1, round(sqrt(S A / r)))``;
-    * ``placement="clip"`` (SPEC): centre pixel ``(yc, xc)`` uniform over the grid, box
+    * ``placement="clip"`` (our reading): centre pixel ``(yc, xc)`` uniform over the grid, box
       ``[yc - h//2, yc - h//2 + h) x [xc - w//2, xc - w//2 + w)`` clipped to the image, so
       the exchanged area is at most ``h * w`` and smaller near the border;
       ``placement="inside"`` (kornia/torchvision style): ``h, w`` clamped to the image and the
@@ -429,15 +430,17 @@ class _ExchangeOptions:
 
 class ModalityAugment(nn.Module, _ExchangeOptions):
     """Modality augmentation (MAG): with probability ``p`` per pair, exchange one random box
-    between a visible image and its thermal partner (SPEC section 3). Labels are unchanged.
+    between a visible image and its thermal partner. Labels are unchanged. The sampling law and
+    its defaults: docs/method.md#mag-sampling-law.
 
     Args:
         p: probability that a pair is augmented.
         scale: range of the box area as a fraction of the image (``A``); default (0.02, 0.4).
         ratio: range of the aspect ratio ``r = h / w``; default (0.3, 3.3).
         same_on_batch: one draw (apply flag and box) for the whole batch.
-        ratio_sampling: ``"uniform"`` (SPEC) or ``"log_uniform"`` (torchvision/timm).
-        placement: ``"clip"`` (SPEC: uniform centre, box clipped) or ``"inside"``.
+        ratio_sampling: ``"uniform"`` (our reading of the paper) or ``"log_uniform"``
+            (torchvision/timm).
+        placement: ``"clip"`` (our reading: uniform centre, box clipped) or ``"inside"``.
         generator: an ``int`` seed (a generator is made lazily on each input device) or a
             ``torch.Generator`` (must live on the input's device); None uses torch's global RNG.
 

@@ -67,7 +67,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
     g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
                    help="where the two modality paths start sharing weights (paper: F3)")
-    g.add_argument("--pretrained", help="local torchvision swin_t state_dict file (ImageNet weights)")
+    g.add_argument("--pretrained", help="local Swin-T ImageNet weights: torchvision swin_t, timm or official Swin file")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "directions; npu: both directions x all/each scene x single/multi-shot)")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
+    p.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean",
+                   help="ranking distance (cosine ranks like AGW's test.py)")
+    p.add_argument("--gallery-sampling", choices=("default", "agw"), default="default",
+                   help="SYSU-MM01 gallery draw: ours, or AGW's test.py galleries (single-shot)")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
+    p.add_argument("--rerank-k1", type=int, default=20, help="re-ranking k1")
+    p.add_argument("--rerank-k2", type=int, default=6, help="re-ranking k2 (1: no query expansion)")
+    p.add_argument("--rerank-lambda", type=float, default=0.3, help="re-ranking weight of the original distance")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the synthetic data (default: the one the checkpoint was trained with)")
@@ -220,6 +228,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"checkpoint {args.checkpoint!r} does not exist")
     if args.trials < 1:
         raise CLIError("--trials must be >= 1")
+    if args.gallery_sampling == "agw" and args.full:
+        raise CLIError("--gallery-sampling agw draws AGW's single-shot galleries and AGW has no "
+                       "multi-shot gallery; drop --full (or run --full without it)")
+    rerank = None
+    if args.rerank:
+        from .evaluation import ReRanking
+
+        try:
+            rerank = ReRanking(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
+        except ValueError as exc:
+            raise CLIError(str(exc).replace("re-ranking ", "--rerank-").replace("lambda_value", "lambda")) from None
     device = engine.resolve_device(args.device)
     model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
     # what is not given on the command line comes from the checkpoint's training run
@@ -238,7 +257,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = engine.load_data(cfg)
     size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
     results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
-                                  device=device, flip=args.flip, full=args.full)
+                                  device=device, flip=args.flip, full=args.full, distance=args.distance,
+                                  gallery_sampling=args.gallery_sampling, rerank=rerank)
     print(format_table(list(results.values())))
     if args.json:
         engine.write_json(args.json, {name: r.summary() for name, r in results.items()})

@@ -1,6 +1,6 @@
 """``mag-mmt demo``: the paper's ablation, on embedded synthetic data, in minutes on a CPU.
 
-Four arms, trained with the same seed, data, model and budget (SPEC sections 2-3):
+Four arms, trained with the same seed, data, model and budget (docs/method.md#ablation-arms):
 
 ==============  ==========================================  =====
 arm             loss                                        MAG
@@ -56,8 +56,8 @@ class DemoPreset:
 
 
 PRESETS = {
-    # Sized to finish in <= 180 s on 2 idle CPU cores (measured: see README). Recipe chosen by
-    # the *baseline* arm only: the paper's 32-train-identity default memorises the colour <-> heat
+    # Sized to finish in <= 180 s on 2 idle CPU cores (measured: docs/results.md). Recipe chosen by
+    # the *baseline* arm only: the preset's 32-train-identity default memorises the colour <-> heat
     # pairing of each training identity and stays near chance across modalities, so the demo
     # uses 64 train / 32 test identities (chance rank-1 still ~1/32), a half-width SmallCNN
     # (16..128 channels) to afford 200 steps, SGD lr 0.05 with a 5-epoch warm-up, all stages

@@ -8,7 +8,7 @@ the same in three lines::
     result = train(TrainConfig(data="synthetic", model="small-cnn", epochs=5, out="runs/demo"))
     print(result.history[-1])
 
-One training step (SPEC sections 1, 3 and 4)::
+One training step (docs/method.md describes each part)::
 
     batch (2PK images: P*K visible then P*K thermal, visible i ~ thermal i)
       -> device -> random horizontal flip -> MAG (ModalityAugment) -> normalise
@@ -553,7 +553,8 @@ def evaluate_model(model: nn.Module, data: ReIDData, size: tuple[int, int], *, t
 
 def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, protocol: str | None = None,
                  trials: int = 10, device: torch.device | None = None, flip: bool = False,
-                 full: bool = False) -> dict[str, Any]:
+                 full: bool = False, gallery_sampling: str = "default", rerank: Any = None,
+                 distance: str = "euclidean") -> dict[str, Any]:
     """Run an evaluation protocol on ``data``; returns ``{setting: ProtocolResult}`` (main first).
 
     ``protocol`` defaults to ``data.protocol``, which each reader sets for its kind of
@@ -569,7 +570,9 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
 
     Directions the dataset does not have (no query or gallery of that modality) are left
     out of ``"regdb"`` / ``"npu"``; a protocol that does not fit the data at all raises
-    :class:`~mag_mmt.errors.UserError`.
+    :class:`~mag_mmt.errors.UserError`. ``gallery_sampling`` (``"agw"``: AGW's SYSU-MM01
+    galleries, single-shot), ``rerank`` and ``distance`` are passed to the protocol
+    functions (see ``docs/evaluation-options.md``).
     """
     from .evaluation import evaluate_cross_modality, evaluate_regdb, evaluate_sysu
     from .evaluation.protocols import DIRECTIONS
@@ -578,13 +581,17 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
         protocol = data.protocol
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if gallery_sampling != "default" and protocol != "sysu":
+        raise UserError(f"gallery sampling {gallery_sampling!r} applies to the SYSU-MM01 protocol, not {protocol!r}")
+    options = {"rerank": rerank, "distance": distance}
     qf = features(model, data.query, data, size, device, flip)
     gf = qf if data.gallery == data.query else features(model, data.gallery, data, size, device, flip)
     if protocol == "sysu":
         settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
         out = {}
         for mode, shot in settings if full else settings[:1]:
-            res = evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot, trials=trials)
+            res = evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot, trials=trials,
+                                gallery_sampling=gallery_sampling, **options)
             out[res.name] = res
         return out
     query_mods = {s.modality for s in data.query}
@@ -596,12 +603,12 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
             "the other; this dataset has none"
         )
     if protocol == "regdb":
-        res = evaluate_regdb(qf, gf, data.query, data.gallery, directions=directions)
+        res = evaluate_regdb(qf, gf, data.query, data.gallery, directions=directions, **options)
         return {r.name: r for r in res.values()}
     scenes = data.meta.get("camera_scene")
     res = evaluate_cross_modality(
         qf, gf, data.query, data.gallery, directions=directions, camera_scene=scenes, trials=trials,
-        searches=None if full else ["all"], shots=("single", "multi") if full else ("single",),
+        searches=None if full else ["all"], shots=("single", "multi") if full else ("single",), **options,
     )
     return {r.name: r for r in res.values()}
 

@@ -1,6 +1,7 @@
-"""MMGL: self-supervised modality-aware multiple-granularity pre-training (SPEC section 6).
+"""MMGL: self-supervised modality-aware multiple-granularity pre-training.
 
-The backbone is pre-trained from scratch on the unlabelled RGB-IR images of the ReID data:
+The backbone is pre-trained from scratch on the unlabelled RGB-IR images of the ReID data
+(our reading of the MMGL abstract, docs/method.md#mmgl-pre-training):
 
 * **Global objective** -- the RGB and the IR image of a pair are cut into a ``gh x gw`` grid
   of tiles and shuffled by the *same* permutation, drawn from a fixed set chosen for a large

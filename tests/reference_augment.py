@@ -1,5 +1,5 @@
 """Slow, obviously-correct references for mag_mmt.augment: Python loops over pairs and
-NumPy float32 scalar arithmetic, written straight from SPEC section 3."""
+NumPy float32 scalar arithmetic, written straight from docs/method.md#mag-sampling-law."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 
 def reference_box(area: float, ratio: float, yc: int, xc: int, height: int, width: int) -> Tuple[int, int, int, int]:
-    """SPEC box, ``placement="clip"``: h = sqrt(S A r), w = sqrt(S A / r) rounded (>= 1),
+    """The paper's box, ``placement="clip"``: h = sqrt(S A r), w = sqrt(S A / r) rounded (>= 1),
     centred at pixel (yc, xc) and clipped. Returns half-open (x1, y1, x2, y2)."""
     target = np.float32(area) * np.float32(height * width)
     h = max(1, int(np.round(np.sqrt(target * np.float32(ratio)))))

@@ -1,7 +1,7 @@
 """Slow, obviously correct reference implementations used as test oracles (and by the
 benchmark as the "naive per-anchor loop").
 
-Everything here is written per anchor and per pair, straight from SPEC section 2, with no
+Everything here is written per anchor and per pair, straight from docs/method.md#mmt-loss, with no
 masks, no matrix tricks and no sharing of code with ``mag_mmt.losses``. The MMT reference
 works on torch scalars so that it can also be differentiated (float64 recommended); the
 batch-hard oracle is an independent NumPy implementation.

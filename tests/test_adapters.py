@@ -5,6 +5,8 @@ stand-ins that follow each repo's forward contract, and wrong layouts fail clear
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,7 +62,9 @@ def _features(n: int, d: int, seed: int, dtype=torch.float32) -> torch.Tensor:
 
 
 def reference_correct(x: torch.Tensor, labels: torch.Tensor, alpha: float = 1.0) -> tuple[int, int]:
-    """Slow per-anchor reading of TripletLoss_WRT/ADP's ``correct`` (float64).
+    """Slow per-anchor reading of TripletLoss_WRT/ADP's ``correct`` (float64), with the repos'
+    conventions: the positives' softmax is shifted by their largest logit, the negatives' by 0
+    (the masked-out entries of the row), and 1e-6 is added to both normalisers.
     Returns ``(count, near_ties)``; near ties may legitimately flip in float32."""
     rows = x.double().tolist()
     y = labels.tolist()
@@ -73,9 +77,9 @@ def reference_correct(x: torch.Tensor, labels: torch.Tensor, alpha: float = 1.0)
         if not members:
             return 0.0
         ds = [dist(i, j) for j in members]
-        top = max(sign * alpha * v for v in ds)
+        top = max(max(sign * alpha * v for v in ds), 0.0)
         w = [math.exp(sign * alpha * v - top) for v in ds]
-        return sum(wi * v for wi, v in zip(w, ds)) / sum(w)
+        return sum(wi * v for wi, v in zip(w, ds)) / (sum(w) + 1e-6)
 
     count = ties = 0
     for i in range(n):
@@ -83,8 +87,30 @@ def reference_correct(x: torch.Tensor, labels: torch.Tensor, alpha: float = 1.0)
         neg = [j for j in range(n) if y[j] != y[i]]
         far, near = soft(i, pos, 1.0), soft(i, neg, -1.0)
         count += near >= far
-        ties += abs(near - far) < 1e-4
+        ties += abs(near - far) < 1e-4 * max(1.0, far)
     return count, ties
+
+
+def repo_loss_py_correct(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0) -> int:
+    """AGW's / CAJ's ``correct``, transcribed operation by operation from the repos' ``loss.py``
+    (``pdist_torch``, ``softmax_weights`` and the lines of ``TripletLoss_WRT.forward`` /
+    ``TripletLoss_ADP.forward`` that compute it), float32 like the repos."""
+    n = inputs.shape[0]
+    d = inputs.pow(2).sum(dim=1, keepdim=True).expand(n, n)
+    d = d + inputs.pow(2).sum(dim=1, keepdim=True).expand(n, n).t()
+    d = d.addmm(inputs, inputs.t(), beta=1, alpha=-2).clamp(min=1e-12).sqrt()
+    is_pos = targets.expand(n, n).eq(targets.expand(n, n).t()).float()
+    is_neg = targets.expand(n, n).ne(targets.expand(n, n).t()).float()
+    dist_ap, dist_an = d * is_pos, d * is_neg
+
+    def softmax_weights(dist, mask):
+        diff = dist - torch.max(dist * mask, dim=1, keepdim=True)[0]
+        z = torch.sum(torch.exp(diff) * mask, dim=1, keepdim=True) + 1e-6
+        return torch.exp(diff) * mask / z
+
+    furthest_positive = torch.sum(dist_ap * softmax_weights(dist_ap * alpha, is_pos), dim=1)
+    closest_negative = torch.sum(dist_an * softmax_weights(-dist_an * alpha, is_neg), dim=1)
+    return int(torch.ge(closest_negative, furthest_positive).sum())
 
 
 def reference_mmt_correct(x: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor) -> int:
@@ -212,6 +238,43 @@ def test_agw_correct_examples():
     x = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
     y = torch.tensor([0, 1, 0, 1])
     assert agw.MMTCriterion()(x, y)[1] == 0
+
+
+@settings(max_examples=60)
+@given(batches, st.sampled_from([0.1, 1.0, 5.0, 20.0, 60.0]), st.sampled_from([1.0, 2.0]))
+def test_correct_equals_the_repos_count_exactly(case, scale, alpha):
+    """Same features -> the very number loss.py computes, at every scale (AGW and CAJ)."""
+    p, k, d, seed, _ = case
+    label1 = paired_labels(list(range(p)), k)
+    feat = _features(2 * label1.numel(), d, seed) * scale
+    labels = torch.cat((label1, label1))
+    assert agw.MMTCriterion()(feat, labels)[1] == repo_loss_py_correct(feat, labels)
+    feat3 = torch.cat((feat, feat[: label1.numel()] + 0.01))
+    labels3 = torch.cat((label1, label1, label1))
+    assert caj.MMTCriterion(correct_alpha=alpha)(feat3, labels3)[1] == repo_loss_py_correct(feat3, labels3, alpha)
+
+
+def test_correct_collapses_like_the_repo_at_large_distances():
+    """The repos' count falls to 0 once negatives are far (median distance ~30-40), although
+    every row's nearest negative is farther than its furthest positive; the adapter reports
+    that same 0 (a numerically stable softmax would count all 16 rows)."""
+    torch.manual_seed(5)
+    label1 = paired_labels([0, 1, 2, 3], 2)  # B = 8, 16 rows
+    labels = torch.cat((label1, label1))
+    centres = torch.randn(4, 64) * 3.0
+    feat = centres[labels] + 0.3 * torch.randn(16, 64)
+    dist = torch.cdist(feat, feat)
+    assert 25.0 < dist[labels.unsqueeze(0) != labels.unsqueeze(1)].median() < 45.0
+    assert repo_loss_py_correct(feat, labels) == 0
+    assert agw.MMTCriterion()(feat, labels)[1] == 0
+    assert agw.MMTCriterion(correct="mmt")(feat, labels)[1] == 16  # hard triplets all satisfied
+    stable = 0
+    for i in range(16):
+        pos, neg = dist[i][labels == labels[i]], dist[i][labels != labels[i]]
+        stable += int((torch.softmax(-neg, 0) * neg).sum() >= (torch.softmax(pos, 0) * pos).sum())
+    assert stable == 16
+    # small distances: the same features scaled down are counted in full by both
+    assert agw.MMTCriterion()(feat / 10, labels)[1] == repo_loss_py_correct(feat / 10, labels) == 16
 
 
 def test_agw_normalize_feature_keyword():
@@ -548,3 +611,21 @@ def test_tslfn_training_step_as_in_train_py():
     torch.autograd.backward(losses, [torch.tensor(1.0)] * 6)
     optimizer.step()
     assert all(math.isfinite(float(v.detach())) for v in losses)
+
+
+# --------------------------------------------------------------------------- the guides
+
+
+GUIDES = Path(__file__).resolve().parents[1] / "examples" / "adapters"
+
+
+@pytest.mark.parametrize("repo", ["agw", "caj", "tslfn"])
+def test_guides_name_the_torch_requirement_and_existing_adapter_names(repo):
+    text = (GUIDES / f"{repo}.md").read_text()
+    pyproject = (GUIDES.parents[1] / "pyproject.toml").read_text()
+    (required,) = re.findall(r'"torch>=([0-9.]+)"', pyproject)
+    assert re.findall(r"PyTorch >= ([0-9.]+)", text) == [required]
+    module = {"agw": agw, "caj": caj, "tslfn": tslfn}[repo]
+    names = set(re.findall(rf"mmt_{repo}\.(\w+)", text))
+    assert names and all(hasattr(module, n) for n in names), names
+    assert "ModalityAugment(p=0.5)" in text

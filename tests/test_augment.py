@@ -1,4 +1,4 @@
-"""Tests for mag_mmt.augment (MAG, SPEC section 3) and mag_mmt.visualize."""
+"""Tests for mag_mmt.augment (MAG, docs/method.md#mag-sampling-law) and mag_mmt.visualize."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Drop-in adapters that bring MAG and MMT into the training loops of other repositories.
 
 Each submodule turns its repository's row layout into the library's batch convention
-``(features, labels, modalities)`` (SPEC section 1), checks it, and calls the MMT core
-unchanged; the criterion keeps the call signature and return type of the one it replaces:
+``(features, labels, modalities)`` (docs/method.md#task-and-batch-convention), checks it,
+and calls the MMT core unchanged; the criterion keeps the call signature and return type of
+the one it replaces:
 
 * :mod:`mag_mmt.adapters.agw` -- AGW (mangye16/Cross-Modal-Re-ID-baseline):
   ``agw.MMTCriterion(**mmt_kwargs)(feat, labels) -> (loss, correct)`` for ``TripletLoss_WRT``;

@@ -2,7 +2,8 @@
 
 AGW, CAJ and TSLFN never pass a modality vector: the modality of a feature row follows from
 *where* it sits in the batch. A **layout** names that: a tuple of modality codes, one per
-equal-size block of rows, in row order (``0`` visible, ``1`` thermal, SPEC section 1)::
+equal-size block of rows, in row order (``0`` visible, ``1`` thermal; see
+docs/method.md#task-and-batch-convention)::
 
     AGW_LAYOUT = (VISIBLE, THERMAL)            # net(input1, input2) -> rows [V | T]
     CAJ_LAYOUT = (VISIBLE, VISIBLE, THERMAL)   # net(cat(input10, input11), input2) -> [V0 | V1 | T]

@@ -11,12 +11,12 @@ types: ``criterion_tri(feat, labels) -> (loss, correct)``. It reads the modality
 from the layout (first half visible, second half thermal), checks it, and returns exactly
 :func:`mag_mmt.functional.multi_masking_triplet_loss` on ``(feat, labels, modalities)``.
 
-``correct`` keeps the meaning it has in AGW's ``loss.py``: the number of rows (anchors, any
-modality) whose softmax-weighted *closest negative* is at least as far as their
-softmax-weighted *furthest positive*, both taken over the whole batch with the anchor itself
-among its positives, Euclidean distance on the features as given (see
-:func:`triplet_correct`). So the ``Accu`` that ``train.py`` prints stays comparable with the
-baseline's. It is a Python ``int`` like AGW's (one host read); ``correct_as_tensor=True``
+``correct`` is the number AGW's ``loss.py`` computes on the same features, reproduced
+exactly (:func:`triplet_correct`): the rows (anchors, any modality) whose softmax-weighted
+*closest negative* is at least as far as their softmax-weighted *furthest positive*, over
+the whole batch with the anchor itself among its positives, Euclidean distance on the
+features as given. So the ``Accu`` that ``train.py`` prints is computed as in baseline runs
+(including the repo's collapse of the count to 0 once distances are large, see there). It is a Python ``int`` like AGW's (one host read); ``correct_as_tensor=True``
 returns the 0-d tensor instead (``train.py``'s arithmetic and ``{:.2f}`` formatting accept it)
 so a step needs no sync for it. ``correct="mmt"`` counts instead the valid MMT anchors whose
 hardest cross-modality negative is at least as far as their hardest cross-modality positive.
@@ -71,36 +71,51 @@ def agw_batch(
 
 @torch.no_grad()
 def triplet_correct(features: torch.Tensor, labels: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
-    """AGW's / CAJ's triplet "accuracy" count, vectorised, as a 0-d int64 tensor.
+    """AGW's / CAJ's triplet "accuracy" count, reproduced exactly, as a 0-d int64 tensor.
 
-    For every row ``a`` (Euclidean distances ``d``, the anchor itself counted as a positive
-    exactly as ``TripletLoss_WRT`` / ``TripletLoss_ADP`` in the repos' ``loss.py`` do)::
+    The arithmetic of ``TripletLoss_WRT`` (AGW, ``alpha=1``) and ``TripletLoss_ADP`` (CAJ,
+    ``alpha=--alpha``) in the repos' ``loss.py``, in the same order, so the count is the one
+    the repo prints on the same features. For every row ``a``, with Euclidean distances
+    ``d = sqrt(max(|x|^2 + |y|^2 - 2 x.y, 1e-12))`` and the anchor itself among its positives::
 
-        far_pos(a)  = sum_p softmax_p(alpha * d(a, p)) * d(a, p)     over same-identity rows
-        near_neg(a) = sum_n softmax_n(-alpha * d(a, n)) * d(a, n)    over other-identity rows
+        far_pos(a)  = sum_p w_p d(a, p),  w_p = e^(alpha d(a,p) - m) / (sum_p' e^(alpha d(a,p') - m) + 1e-6)
+        near_neg(a) = sum_n w_n d(a, n),  w_n = e^(-alpha d(a,n)) / (sum_n' e^(-alpha d(a,n')) + 1e-6)
         correct     = #{a : near_neg(a) >= far_pos(a)}
 
-    A row without negatives has ``near_neg = 0``. ``alpha`` is CAJ's ``--alpha`` (AGW: 1).
-    No autograd, no host sync.
+    with ``m = alpha * max_p d(a, p)``. The ``1e-6`` in the denominators is the repos'
+    guard against an empty mask; it is not negligible for the negatives: once every
+    negative of a row is farther than about ``(14 + ln(#negatives)) / alpha``
+    (``e^-14 ~ 1e-6``), the weights sum to far less than 1 and ``near_neg`` shrinks towards 0;
+    a few units further it is below ``far_pos`` and the row is not counted. Unnormalised 2048-d
+    features often sit at distances of 30-40, where the repo's count (and so this one) is 0
+    whatever the ranking; ``MMTCriterion(correct="mmt")`` counts hard triplets instead. A row
+    without negatives has ``near_neg = 0``. No autograd, no host sync.
 
     Example:
         >>> import torch
         >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
         >>> int(triplet_correct(x, torch.tensor([0, 0, 1, 1])))
         4
+        >>> int(triplet_correct(40 * x, torch.tensor([0, 0, 1, 1])))  # negatives ~400 away
+        0
     """
-    dist = pairwise_distance(features.detach())
+    x = features.detach()
+    sq = x.pow(2).sum(dim=1)
+    dist = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), x, x.t(), alpha=-2).clamp(min=1e-12).sqrt()
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    far_pos = _soft_pick(dist, alpha * dist, same)
-    near_neg = _soft_pick(dist, -alpha * dist, ~same)
+    pos, neg = same.to(dist.dtype), (~same).to(dist.dtype)
+    dist_pos, dist_neg = dist * pos, dist * neg
+    far_pos = (dist_pos * _repo_weights(dist_pos * alpha, pos)).sum(dim=1)
+    near_neg = (dist_neg * _repo_weights(-dist_neg * alpha, neg)).sum(dim=1)
     return (near_neg >= far_pos).sum()
 
 
-def _soft_pick(dist: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise ``sum softmax(logits over mask) * dist``; 0 for rows with an empty mask."""
-    weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
-    weights = torch.nan_to_num(weights, nan=0.0)  # all -inf rows
-    return (weights * dist).sum(dim=1)
+def _repo_weights(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The repos' masked softmax: shifted by the row maximum of ``logits * mask`` (masked-out
+    entries count as 0 there), ``1e-6`` added to the normaliser."""
+    shifted = logits - (logits * mask).max(dim=1, keepdim=True)[0]
+    z = (shifted.exp() * mask).sum(dim=1, keepdim=True) + 1e-6
+    return shifted.exp() * mask / z
 
 
 @torch.no_grad()

@@ -1,8 +1,10 @@
 """Drop-in MMT criterion for CAJ (mangye16/Cross-Modal-Re-ID-baseline, ``ICCV21_CAJ/``).
 
-CAJ's ``train_ext.py`` feeds two *visible* views of every visible image (``input10``: the
-plain transform + channel random erasing; ``input11``: the same image after
-``ChannelExchange``, one colour channel copied to all three) and one thermal view::
+CAJ's ``train_ext.py`` feeds two *visible* views of every visible image, each from its own
+pipeline in ``data_loader.py`` (``input10``: pad, random crop, flip, normalise, channel random
+erasing; ``input11``: the same steps drawn independently -- its own crop, flip and erasing, so
+not pixel-aligned with ``input10`` -- then ``ChannelExchange``, one colour channel copied to
+all three) and one thermal view::
 
     labels = torch.cat((label1, label1, label2), 0)
     input1 = torch.cat((input10, input11,), 0)

@@ -1,4 +1,4 @@
-"""Datasets: readers (SYSU-MM01, RegDB, CSV manifest), the image ``Dataset`` and the
+"""Datasets: readers (SYSU-MM01, RegDB, CSV manifest; LLVIP for detection), the image ``Dataset`` and the
 cross-modality identity sampler. Everything speaks :class:`Sample` / :class:`ReIDData`.
 
 Example::
@@ -27,6 +27,7 @@ from .images import (
     read_image,
     to_float_rgb,
 )
+from .llvip import DetectionPair, LLVIPDataset, read_llvip, read_voc_boxes
 from .manifest import read_manifest
 from .records import (
     MODALITY_ALIASES,
@@ -67,6 +68,10 @@ __all__ = [
     "read_sysu",
     "read_regdb",
     "read_manifest",
+    "read_llvip",
+    "read_voc_boxes",
+    "DetectionPair",
+    "LLVIPDataset",
     "make_synthetic",
     "SyntheticRenderer",
     "SYSU_CAMERA_MODALITY",

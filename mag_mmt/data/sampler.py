@@ -5,7 +5,7 @@ Batch layout (the AGW/CAJ convention that the adapters and ``ModalityAugment`` r
     [ v(id_1) x K, v(id_2) x K, ..., v(id_P) x K,   t(id_1) x K, ..., t(id_P) x K ]
 
 so position ``i`` of the visible half and position ``i`` of the thermal half always hold
-the same identity (``N = 2PK``, visible rows first, as ``SPEC`` section 1 describes).
+the same identity (``N = 2PK``, visible rows first; docs/method.md#task-and-batch-convention).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Evaluation: ranking metrics (CMC, mAP, mINP) and the SYSU-MM01 / RegDB / NPU-ReID protocols.
 
 See :mod:`mag_mmt.evaluation.metrics` for the metric conventions (tie order, skipped
-queries, AGW compatibility) and :mod:`mag_mmt.evaluation.protocols` for the protocols.
+queries, AGW compatibility), :mod:`mag_mmt.evaluation.protocols` for the protocols and
+:mod:`mag_mmt.evaluation.reranking` for k-reciprocal re-ranking.
 
 Example::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from mag_mmt.evaluation.metrics import PROTOCOLS, RankResult, rank_metrics
 from mag_mmt.evaluation.protocols import (
     DIRECTIONS,
+    GALLERY_SAMPLINGS,
     SYSU_SEARCH_CAMERAS,
     ProtocolResult,
     aggregate_splits,
@@ -30,12 +32,16 @@ from mag_mmt.evaluation.protocols import (
     format_table,
     sample_gallery,
 )
+from mag_mmt.evaluation.reranking import ReRanking, re_ranking
 
 __all__ = [
     "PROTOCOLS",
     "RankResult",
     "rank_metrics",
     "DIRECTIONS",
+    "GALLERY_SAMPLINGS",
+    "ReRanking",
+    "re_ranking",
     "SYSU_SEARCH_CAMERAS",
     "ProtocolResult",
     "aggregate_splits",

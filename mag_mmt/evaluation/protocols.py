@@ -19,8 +19,13 @@ Gallery trials are seeded by ``numpy.random.default_rng([seed, trial])``: trial 
 the same gallery on every machine and whatever other trials run. Groups (identity, camera)
 are visited in ascending order and images inside a group keep their order in the pool, so
 the draw depends on the pool's order only within a group (the readers sort by file name).
-AGW draws SYSU galleries with Python's ``random`` module, so its exact galleries cannot be
-reproduced; the protocol (what is drawn) is the same.
+``gallery_sampling="agw"`` (SYSU-MM01, single-shot) draws instead exactly the galleries of
+AGW's ``test.py`` (``process_gallery_sysu``: ``random.seed(trial)``, one ``random.choice``
+per identity and camera folder): see :func:`sample_gallery`.
+
+Every protocol takes ``rerank=ReRanking(...)`` (or ``True`` for k1=20, k2=6, lambda=0.3):
+each trial's query-gallery distances are then k-reciprocally re-ranked
+(:mod:`mag_mmt.evaluation.reranking`) over that trial's queries and gallery.
 
 Each protocol returns :class:`ProtocolResult` (one :class:`RankResult` per trial, mean and
 standard deviation over trials, ``.table()``); :func:`format_table` prints several like the
@@ -29,6 +34,8 @@ papers' tables.
 
 from __future__ import annotations
 
+import os
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -39,6 +46,7 @@ from mag_mmt.data.records import MODALITY_NAMES, THERMAL, VISIBLE, Sample
 from mag_mmt.distances import pairwise_distance
 from mag_mmt.errors import UserError
 from mag_mmt.evaluation.metrics import CameraRule, RankResult, rank_metrics
+from mag_mmt.evaluation.reranking import ReRanking, re_ranking
 
 __all__ = [
     "ProtocolResult",
@@ -52,6 +60,7 @@ __all__ = [
     "extract_features",
     "SYSU_SEARCH_CAMERAS",
     "DIRECTIONS",
+    "GALLERY_SAMPLINGS",
 ]
 
 #: SYSU-MM01 gallery (visible) cameras per search mode
@@ -64,6 +73,10 @@ SHOTS: dict[str, int] = {"single": 1, "multi": 10}
 
 Shot = Literal["single", "multi"] | int
 Distance = Literal["euclidean", "cosine"]
+GallerySampling = Literal["default", "agw"]
+#: gallery draws: ours (numpy, seeded per trial) and AGW's ``process_gallery_sysu``
+GALLERY_SAMPLINGS: tuple[str, ...] = ("default", "agw")
+Rerank = ReRanking | bool | None
 
 
 # --------------------------------------------------------------------------- results
@@ -265,6 +278,7 @@ def sample_gallery(
     cameras: Iterable[int] | None = None,
     trial: int = 0,
     seed: int = 0,
+    sampling: GallerySampling = "default",
 ) -> np.ndarray:
     """Indices into ``samples`` of one random gallery: ``shot`` images per (identity, camera).
 
@@ -274,6 +288,14 @@ def sample_gallery(
             contributes all of them.
         cameras: keep only these cameras (``None``: all).
         trial, seed: the draw uses ``numpy.random.default_rng([seed, trial])``.
+        sampling: ``"default"`` (the draw above) or ``"agw"``: AGW's ``process_gallery_sysu``
+            (``data_manager.py``) for trial ``t``, i.e. ``random.seed(t)`` then one
+            ``random.choice`` over the files of each (identity, camera) group, sorted by file
+            name, groups in the order of AGW's loops (identity as a 4-digit string, then
+            camera). Single-shot only (AGW has no multi-shot gallery: other shots raise
+            :class:`~mag_mmt.errors.UserError`) and ``seed`` must be 0. Given the pool of the
+            released SYSU-MM01 folders (only image files in them, as the reader reads) and a
+            mode's cameras, it picks the images AGW's ``test.py`` picks, trial for trial.
 
     Returns:
         ``int64`` indices, ascending.
@@ -291,11 +313,19 @@ def sample_gallery(
         raise UserError(f"trial must be a non-negative int, got {trial!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed must be a non-negative int, got {seed!r}")
+    _check_sampling(sampling, shot, seed)
     allowed = None if cameras is None else set(int(c) for c in cameras)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, s in enumerate(samples):
         if allowed is None or s.camera in allowed:
             groups.setdefault((s.identity, s.camera), []).append(i)
+    if sampling == "agw":
+        draw = random.Random(trial)  # AGW: random.seed(trial) before its loops
+        picks = [
+            draw.choice(sorted(groups[key], key=lambda i: os.path.basename(samples[i].path)))
+            for key in sorted(groups, key=lambda k: (f"{k[0]:04d}", k[1]))
+        ]
+        return np.array(sorted(picks), dtype=np.int64)
     rng = np.random.default_rng([seed, trial])
     chosen: list[int] = []
     for key in sorted(groups):
@@ -306,6 +336,31 @@ def sample_gallery(
             picks = rng.choice(len(members), size=count, replace=False)
             chosen.extend(members[j] for j in picks)
     return np.array(sorted(chosen), dtype=np.int64)
+
+
+def _check_sampling(sampling: str, shot: Shot, seed: int) -> None:
+    if sampling not in GALLERY_SAMPLINGS:
+        raise UserError(f"gallery_sampling must be one of {GALLERY_SAMPLINGS}, got {sampling!r}")
+    if sampling == "agw" and _num_shots(shot) != 1:
+        raise UserError(
+            f"gallery_sampling='agw' reproduces AGW's single-shot SYSU-MM01 galleries; AGW has no "
+            f"multi-shot gallery, got shot={shot!r}"
+        )
+    if sampling == "agw" and seed != 0:
+        raise UserError(f"gallery_sampling='agw' seeds trial t with random.seed(t) as AGW does; seed must be 0, got {seed}")
+
+
+def _rerank_inputs(
+    rerank: Rerank, query_feats: torch.Tensor, gallery_feats: torch.Tensor, distance: Distance
+) -> tuple[ReRanking, torch.Tensor, torch.Tensor] | None:
+    """``None`` or (parameters, query-query, pool-pool distances) for :func:`_run_trials`."""
+    if rerank is None or rerank is False:
+        return None
+    params = ReRanking() if rerank is True else rerank
+    if not isinstance(params, ReRanking):
+        raise UserError(f"rerank must be True, False, None or a ReRanking, got {rerank!r}")
+    return (params, distance_matrix(query_feats, query_feats, distance),
+            distance_matrix(gallery_feats, gallery_feats, distance))
 
 
 def _arrays(samples: Sequence[Sample], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,9 +401,13 @@ def _run_trials(
     protocol: CameraRule,
     max_rank: int,
     chunk_size: int | None,
+    sampling: GallerySampling = "default",
+    rerank: tuple[ReRanking, torch.Tensor, torch.Tensor] | None = None,
 ) -> ProtocolResult:
-    """``trials`` galleries drawn from ``gallery_pool`` (``shot=None``: the whole pool, once)."""
+    """``trials`` galleries drawn from ``gallery_pool`` (``shot=None``: the whole pool, once);
+    ``rerank``: (parameters, query-query, pool-pool distances) re-rank each trial's columns."""
     device = dist.device
+    name += " (re-ranked)" if rerank is not None else ""
     q_ids, q_cams = _arrays(query, device)
     g_ids, g_cams = _arrays(gallery_pool, device)
     results = []
@@ -357,13 +416,18 @@ def _run_trials(
             cams = None if cameras is None else set(cameras)
             idx = np.array([i for i, s in enumerate(gallery_pool) if cams is None or s.camera in cams])
         else:
-            idx = sample_gallery(gallery_pool, shot, cameras=cameras, trial=trial, seed=seed)
+            idx = sample_gallery(gallery_pool, shot, cameras=cameras, trial=trial, seed=seed, sampling=sampling)
         if idx.size == 0:
             raise UserError(f"{name}: the gallery is empty (cameras {sorted(cameras or [])})")
         cols = torch.from_numpy(idx).to(device)
+        trial_dist = dist.index_select(1, cols)
+        if rerank is not None:
+            params, qq, gg = rerank
+            trial_dist = re_ranking(trial_dist, qq, gg.index_select(0, cols).index_select(1, cols),
+                                    params.k1, params.k2, params.lambda_value)
         try:
             result = rank_metrics(
-                dist.index_select(1, cols),
+                trial_dist,
                 q_ids,
                 g_ids[cols],
                 q_cams,
@@ -399,6 +463,8 @@ def evaluate_sysu(
     distance: Distance = "euclidean",
     max_rank: int = 20,
     chunk_size: int | None = None,
+    gallery_sampling: GallerySampling = "default",
+    rerank: Rerank = None,
 ) -> ProtocolResult:
     """SYSU-MM01 thermal-to-visible evaluation over ``trials`` random galleries.
 
@@ -411,8 +477,12 @@ def evaluate_sysu(
         mode: ``"all"`` (gallery cameras 1, 2, 4, 5) or ``"indoor"`` (1, 2).
         shot: ``"single"`` (1 image per identity per camera), ``"multi"`` (10) or a count.
         trials, seed: trial ``t`` draws its gallery with ``default_rng([seed, t])``.
-        distance: ``"euclidean"`` or ``"cosine"``.
+        distance: ``"euclidean"`` or ``"cosine"`` (ranks as AGW's ``test.py``, which sorts by
+            the dot product of L2-normalised features).
         max_rank, chunk_size: passed to :func:`rank_metrics` (``protocol="sysu"``).
+        gallery_sampling: ``"default"`` or ``"agw"`` (AGW's exact galleries, single-shot,
+            ``seed=0``; see :func:`sample_gallery`).
+        rerank: ``True`` or a :class:`ReRanking` to re-rank each trial (k-reciprocal).
 
     Returns:
         :class:`ProtocolResult` named ``"SYSU-MM01 {mode}-search {shot}-shot"``.
@@ -434,6 +504,7 @@ def evaluate_sysu(
         raise UserError(f"mode must be 'all' or 'indoor', got {mode!r}")
     _num_shots(shot)
     _check_trials(trials)
+    _check_sampling(gallery_sampling, shot, seed)
     _check_pairs(query_feats, query_samples, "query")
     _check_pairs(gallery_feats, gallery_samples, "gallery")
     for s in query_samples:
@@ -450,7 +521,7 @@ def evaluate_sysu(
     pool_feats = gallery_feats.index_select(0, torch.tensor(pool_idx, device=gallery_feats.device))
     dist = distance_matrix(query_feats, pool_feats.to(query_feats.device), distance)
     return _run_trials(
-        f"SYSU-MM01 {mode}-search {_shot_name(shot)}",
+        f"SYSU-MM01 {mode}-search {_shot_name(shot)}" + (" (AGW galleries)" if gallery_sampling == "agw" else ""),
         dist,
         query_samples,
         pool,
@@ -461,6 +532,8 @@ def evaluate_sysu(
         protocol="sysu",
         max_rank=max_rank,
         chunk_size=chunk_size,
+        sampling=gallery_sampling,
+        rerank=_rerank_inputs(rerank, query_feats, pool_feats.to(query_feats.device), distance),
     )
 
 
@@ -495,12 +568,14 @@ def evaluate_regdb(
     distance: Distance = "euclidean",
     max_rank: int = 20,
     chunk_size: int | None = None,
+    rerank: Rerank = None,
 ) -> dict[str, ProtocolResult]:
     """RegDB, one split: each direction's queries against the whole other modality.
 
     The queries of a direction are the ``query_samples`` of its query modality, the gallery
     the ``gallery_samples`` of the other modality (RegDB readers put every test image in
     both lists; passing the same features twice is fine). Metric: AGW ``eval_regdb``.
+    ``rerank``: ``True`` or a :class:`ReRanking` re-ranks each direction (k-reciprocal).
 
     Returns:
         ``{direction: ProtocolResult}`` with one trial each, named
@@ -534,6 +609,7 @@ def evaluate_regdb(
             protocol="regdb",
             max_rank=max_rank,
             chunk_size=chunk_size,
+            rerank=_rerank_inputs(rerank, qf, gf, distance),
         )
     return out
 
@@ -570,6 +646,7 @@ def evaluate_cross_modality(
     max_rank: int = 20,
     chunk_size: int | None = None,
     name: str = "NPU-ReID",
+    rerank: Rerank = None,
 ) -> dict[str, ProtocolResult]:
     """NPU-ReID style evaluation: directions x searches x shots, random gallery trials.
 
@@ -592,6 +669,7 @@ def evaluate_cross_modality(
             ``camera_scene``.
         shots: ``"single"``, ``"multi"`` or counts.
         trials, seed: gallery trials per setting.
+        rerank: ``True`` or a :class:`ReRanking` re-ranks each trial (k-reciprocal).
 
     Returns:
         ``{"visible-to-thermal/all-search/single-shot": ProtocolResult, ...}``.
@@ -625,6 +703,7 @@ def evaluate_cross_modality(
             if unknown:
                 raise UserError(f"{direction}: gallery cameras {unknown} have no scene in camera_scene")
         dist = distance_matrix(qf, gf, distance)
+        reranking = _rerank_inputs(rerank, qf, gf, distance)
         for search in searches:
             cameras = None if search == "all" else [c for c, sc in scenes.items() if sc == search]
             for shot in shots:
@@ -641,6 +720,7 @@ def evaluate_cross_modality(
                     protocol=camera_rule,
                     max_rank=max_rank,
                     chunk_size=chunk_size,
+                    rerank=reranking,
                 )
     return out
 

@@ -22,6 +22,7 @@ import torch  # noqa: F401  (used in the doctest)
 from .dual_swin import SWIN_T_CONFIG, SWIN_TINY_TEST_CONFIG, DualPathSwin, load_swin_state_dict
 from .heads import SHARE_POINTS, BNNeckHead, DualPathNet, GeMPool, gem_pool, parse_share_point
 from .small_cnn import SmallCNN
+from .weights import SwinLoadReport, convert_swin_state_dict, detect_swin_layout
 
 MODELS: dict[str, Callable[..., DualPathNet]] = {
     "dual-swin": DualPathSwin,
@@ -52,7 +53,10 @@ __all__ = [
     "DualPathSwin",
     "GeMPool",
     "SmallCNN",
+    "SwinLoadReport",
     "build_model",
+    "convert_swin_state_dict",
+    "detect_swin_layout",
     "gem_pool",
     "load_swin_state_dict",
     "parse_share_point",

@@ -16,14 +16,19 @@ stage 4    ``features[6]``, ``features[7]``, ``norm``, permute (B, 8C, h, w)    
 Units before the share point are modality-specific copies, the others shared (see
 :mod:`mag_mmt.models.heads` for the F1..F5 table; F3, the paper's best, is the default).
 Pooling is an average over tokens (GeM power 1, as torchvision's Swin), then BNNeck and
-classifier. Nothing is ever downloaded: ``pretrained_path`` names a local file holding a
-``swin_t`` ``state_dict`` in torchvision's format (e.g. the file torchvision's
-``Swin_T_Weights.IMAGENET1K_V1`` downloads to), loaded into every copy; without it the
-weights are random.
+classifier. Nothing is ever downloaded: ``pretrained_path`` names a local Swin-T ImageNet
+file in any of the layouts users hold (see :mod:`mag_mmt.models.weights`): torchvision's
+``swin_t`` state dict (e.g. the file ``Swin_T_Weights.IMAGENET1K_V1`` downloads to), timm's
+``swin_tiny_patch4_window7_224`` (``.pth``/``.bin``/``.safetensors``) or the official Swin
+release (``{"model": ...}``). It is loaded into every copy (the modality-specific units
+twice, the shared ones once) and ``model.pretrained_report`` says what was loaded; a key
+that does not fit stops the load with an error listing it. Without it the weights are
+random.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Mapping, Sequence
 
@@ -32,7 +37,27 @@ from torch import nn
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.ops.misc import Permute
 
+from mag_mmt.errors import UserError
+
 from .heads import DualPathNet
+from .weights import (
+    SWIN_LAYOUTS,
+    SwinLoadReport,
+    convert_swin_state_dict,
+    load_swin_state_dict,
+    swin_key_in_layout,
+)
+
+__all__ = [
+    "SWIN_T_CONFIG",
+    "SWIN_TINY_TEST_CONFIG",
+    "DualPathSwin",
+    "load_swin_state_dict",
+    "split_swin_state_dict",
+]
+
+_log = logging.getLogger(__name__)
+_UNIT_NAMES = ("stem", "stage1", "stage2", "stage3", "stage4")
 
 # torchvision ``swin_t`` configuration (also the defaults of :class:`DualPathSwin`)
 SWIN_T_CONFIG = dict(
@@ -72,39 +97,23 @@ def _swin_units(backbone: SwinTransformer) -> list[nn.Module]:
     ]
 
 
-def load_swin_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a torchvision-format Swin checkpoint (a ``state_dict``) from a local file.
-
-    Also accepts a dict wrapping it under ``"state_dict"`` or ``"model"`` and a
-    ``"module."`` prefix (DataParallel). Raises ``FileNotFoundError`` for a missing file and
-    ``ValueError`` for a file that is not a readable state dict.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Swin weights file not found: {path!r} (nothing is downloaded)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated / not a torch file
-        raise ValueError(f"could not read Swin weights from {path!r}: {exc}") from exc
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path!r} does not hold a state_dict (a mapping of names to tensors)")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
 def split_swin_state_dict(
-    state_dict: Mapping[str, torch.Tensor], template: Sequence[nn.Module], source: str = "state_dict"
+    state_dict: Mapping[str, torch.Tensor],
+    template: Sequence[nn.Module],
+    source: str = "state_dict",
+    origin: Mapping[str, str] | None = None,
+    layout: str = "torchvision",
 ) -> list[dict[str, torch.Tensor]]:
-    """Cut a torchvision ``swin_t`` ``state_dict`` into one state dict per unit.
+    """Cut a torchvision-named ``swin_t`` ``state_dict`` into one state dict per unit.
 
     ``template`` holds the five units (one path) to check names and shapes against; the
-    classifier ``head.*`` is ignored. Raises ``ValueError`` listing missing, unexpected or
-    mis-shaped entries.
+    classifier ``head.*`` is ignored. ``relative_position_index`` buffers are derived from the
+    window size: the model's own are used, and one present in the checkpoint must equal it
+    (any shape, e.g. the official ``(N, N)`` form). ``origin`` maps torchvision names back to
+    the file's names for the error message. Raises :class:`~mag_mmt.errors.UserError`
+    listing missing, unexpected or mis-shaped entries: never a partial load.
     """
+    origin = origin or {}
     per_unit: list[dict[str, torch.Tensor]] = [{} for _ in _UNIT_PREFIXES]
     unexpected = []
     for key, value in state_dict.items():
@@ -117,29 +126,46 @@ def split_swin_state_dict(
                 per_unit[u][rest if len(prefixes) == 1 else f"{match}.{rest}"] = value
                 break
         else:
-            unexpected.append(key)
+            unexpected.append(origin.get(key, key))
     missing, mismatched = [], []
     for u, unit in enumerate(template):
         expected = unit.state_dict()
+        name_of = {k: origin.get(_tv_name(u, k), _tv_name(u, k)) for k in per_unit[u]}
         for name, tensor in expected.items():
-            if name not in per_unit[u]:
-                missing.append(name)
+            if name.endswith("relative_position_index"):
+                given = per_unit[u].get(name)
+                if given is not None and not (
+                    given.numel() == tensor.numel() and torch.equal(given.reshape(-1).long(), tensor.reshape(-1).long())
+                ):
+                    mismatched.append(f"{name_of[name]}: differs from the model's (another window size?)")
+                per_unit[u][name] = tensor
+            elif name not in per_unit[u]:
+                missing.append(swin_key_in_layout(_tv_name(u, name), layout))
             elif per_unit[u][name].shape != tensor.shape:
                 mismatched.append(
-                    f"{name}: checkpoint {tuple(per_unit[u][name].shape)} vs model {tuple(tensor.shape)}"
+                    f"{name_of[name]}: checkpoint {tuple(per_unit[u][name].shape)} vs model {tuple(tensor.shape)}"
                 )
-        unexpected += [f"unit{u}.{k}" for k in per_unit[u] if k not in expected]
+        unexpected += [name_of[k] for k in per_unit[u] if k not in expected]
     if missing or unexpected or mismatched:
         parts = []
         for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
             if items:
                 shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
                 parts.append(f"{title}: {shown}")
-        raise ValueError(
-            f"{source} does not match the Swin configuration of this model "
-            f"(expected a torchvision swin_t-format state_dict); " + "; ".join(parts)
+        raise UserError(
+            f"{source} (read as {SWIN_LAYOUTS[layout]}) does not match the Swin configuration of this "
+            "model; nothing was loaded; " + "; ".join(parts)
         )
     return per_unit
+
+
+def _tv_name(unit: int, name: str) -> str:
+    """torchvision name of ``name`` inside unit ``unit``."""
+    prefixes = _UNIT_PREFIXES[unit]
+    if len(prefixes) == 1:
+        return f"{prefixes[0]}.{name}"
+    index, rest = name.split(".", 1)
+    return f"{prefixes[int(index)]}.{rest}"
 
 
 class DualPathSwin(DualPathNet):
@@ -148,8 +174,11 @@ class DualPathSwin(DualPathNet):
     Args:
         num_classes: identity classes.
         share_point: ``"F1"``..``"F5"`` or the number of specific units (default ``"F3"``).
-        pretrained_path: local torchvision-format ``swin_t`` state dict, loaded into both
-            paths; ``None`` = random initialisation. Never downloads.
+        pretrained_path: local Swin-T ImageNet checkpoint (torchvision, timm or official
+            layout, detected from its keys), loaded into both paths; ``None`` = random
+            initialisation. Never downloads. The summary is in ``pretrained_report``
+            (a :class:`~mag_mmt.models.weights.SwinLoadReport`) and logged at INFO level.
+        pretrained_layout: ``"auto"`` (default), ``"torchvision"``, ``"timm"`` or ``"official"``.
         img_size: inputs are resized (bilinear) to this size if they differ (the paper resizes
             to 224 x 224, the default); ``None`` keeps the input size (any size works,
             torchvision pads to whole windows).
@@ -184,6 +213,7 @@ class DualPathSwin(DualPathNet):
         window_size: Sequence[int] = SWIN_T_CONFIG["window_size"],
         stochastic_depth_prob: float = 0.2,
         eval_feature: str = "bn",
+        pretrained_layout: str = "auto",
     ) -> None:
         if len(depths) != 4 or len(num_heads) != 4:
             raise ValueError(
@@ -210,16 +240,48 @@ class DualPathSwin(DualPathNet):
             input_size=img_size,
         )
         self.config = config
+        self.pretrained_report: SwinLoadReport | None = None
         if pretrained_path is not None:
-            self.load_torchvision_state_dict(
-                load_swin_state_dict(pretrained_path), source=repr(os.fspath(pretrained_path))
-            )
+            source = repr(os.fspath(pretrained_path))
+            self.load_swin_weights(load_swin_state_dict(pretrained_path), layout=pretrained_layout, source=source)
 
-    def load_torchvision_state_dict(
-        self, state_dict: Mapping[str, torch.Tensor], source: str = "state_dict"
-    ) -> None:
-        """Load a torchvision ``swin_t``-format ``state_dict`` into both paths (head kept)."""
-        per_unit = split_swin_state_dict(state_dict, self.path(0), source=source)
+    def load_swin_weights(
+        self, state_dict: Mapping[str, torch.Tensor], layout: str = "auto", source: str = "state_dict"
+    ) -> SwinLoadReport:
+        """Load a Swin-T ``state_dict`` of any supported layout into both paths (BNNeck head kept).
+
+        All or nothing: every backbone tensor of the model must come from ``state_dict`` and
+        every key of ``state_dict`` must be used (``head.*`` aside), otherwise
+        :class:`~mag_mmt.errors.UserError` lists the keys and the model is unchanged.
+        Returns (and stores in ``pretrained_report``, and logs) the summary.
+        """
+        converted = convert_swin_state_dict(state_dict, layout, source)
+        per_unit = split_swin_state_dict(
+            converted.state_dict, self.path(0), source=source, origin=converted.origin, layout=converted.layout
+        )
         for modality in (0, 1):
             for unit, sd in zip(self.path(modality), per_unit):
                 unit.load_state_dict(sd)
+        derived = [sum(k.endswith("relative_position_index") for k in sd) for sd in per_unit]
+        counts = [len(sd) - d for sd, d in zip(per_unit, derived)]
+        k = self.num_specific
+        report = SwinLoadReport(
+            source=source,
+            layout=converted.layout,
+            loaded=sum(counts),
+            copies=2 * sum(counts[:k]) + sum(counts[k:]),
+            specific_units=_UNIT_NAMES[:k],
+            shared_units=_UNIT_NAMES[k:],
+            ignored=converted.ignored,
+            checked=sum(k_.endswith("relative_position_index") for k_ in converted.state_dict),
+            recomputed=len(converted.recomputed),
+        )
+        self.pretrained_report = report
+        _log.info("%s", report)
+        return report
+
+    def load_torchvision_state_dict(
+        self, state_dict: Mapping[str, torch.Tensor], source: str = "state_dict"
+    ) -> SwinLoadReport:
+        """Load a torchvision ``swin_t``-format ``state_dict`` into both paths (head kept)."""
+        return self.load_swin_weights(state_dict, layout="torchvision", source=source)

@@ -7,7 +7,7 @@ units after it are shared by both modalities. After the last unit come one pooli
 one BNNeck and one identity classifier, always shared.
 
 Share points follow the paper (appendix A.3, "learn cross-modality features from stages
-1, 2, 3 or 4 in sequence") and SPEC section 4:
+1, 2, 3 or 4 in sequence"; docs/method.md#dual-path-model-and-share-points):
 
 ======  ==========================  ======================  ==========================
 name    modality-specific units     shared units            ``num_specific`` (int form)
