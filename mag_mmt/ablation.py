@@ -84,13 +84,13 @@ _LABELS = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "rank20": 
 #: fields an arm may not change: they fix the data, the batches, the budget and the run itself
 FIXED_FIELDS = frozenset({
     "data", "root", "synthetic_preset", "synthetic_kwargs", "regdb_trial", "img_size", "num_identities",
-    "num_instances", "epochs", "steps_per_epoch", "max_steps", "seed", "out", "resume", "progress", "device",
-    "num_workers", "checkpoint_every", "eval_trials",
+    "num_instances", "epochs", "epoch_unit", "steps_per_epoch", "max_steps", "seed", "out", "resume", "progress",
+    "device", "num_workers", "checkpoint_every", "eval_trials",
 })
 #: fields that may change between invocations of the same ablation (how it runs, not what)
 _RUN_CONTROL = ("out", "resume", "progress", "device", "num_workers", "checkpoint_every", "max_steps")
 
-_PROTOCOL = {"regdb": "regdb", "manifest": "npu"}  # everything else: SYSU-MM01 rules
+_PROTOCOL = {"regdb": "regdb", "manifest": "npu"}  # what each reader sets as data.protocol; else "sysu"
 _PROTOCOL_TEXT = {
     "sysu": "SYSU-MM01 rules: thermal query -> visible gallery, all-search, single-shot",
     "regdb": "RegDB: visible query -> thermal gallery",
@@ -241,16 +241,12 @@ def _check_folder(run: Run) -> dict[str, Any] | None:
 
 
 def _metrics(model: Any, data: Any, cfg: engine.TrainConfig) -> dict[str, Any]:
-    import numpy as np
-
-    protocol = _PROTOCOL.get(cfg.data, "sysu")
+    """The dataset's own protocol (``data.protocol``), main setting; rank-k from the CMC."""
     device = next(model.parameters()).device
-    results = engine.run_protocol(model, data, engine.image_size(cfg, data), protocol=protocol,
-                                  trials=cfg.eval_trials, device=device)
-    main = next(iter(results.values()))
-    cmc = [float(v) for v in np.asarray(main.cmc, dtype=float).ravel()]
-    out: dict[str, Any] = {f"rank{k}": cmc[min(k, len(cmc)) - 1] for k in (1, 5, 10, 20)}
-    out.update(mAP=float(main.mAP), mINP=float(main.mINP), cmc=cmc, setting=main.name)
+    out = engine.evaluate_model(model, data, engine.image_size(cfg, data), trials=cfg.eval_trials, device=device)
+    cmc = out["cmc"]
+    out.update({f"rank{k}": cmc[min(k, len(cmc)) - 1] for k in (1, 5, 10, 20)})
+    out["protocol"] = data.protocol
     return out
 
 

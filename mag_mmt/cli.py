@@ -1,4 +1,5 @@
-"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain`` and ``ablation``.
+"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain``, ``ablation`` and
+``convert-checkpoint``.
 
 This module only parses arguments and checks them (before any work starts); the work is
 done by :mod:`mag_mmt.engine`, :mod:`mag_mmt.demo` and :mod:`mag_mmt.pretrain`.
@@ -13,20 +14,30 @@ Examples::
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
     mag-mmt ablation --data synthetic --arms B,+MAG,+MMT,+MAG+MMT --seeds 0-4 --out runs/ablation
+    mag-mmt convert-checkpoint old/last.pt runs/sysu/last.pt   # a mag-mmt/1 file, rewritten safely
+
+Mistakes in the input (a missing root, a truncated image, a bad argument, a truncated
+checkpoint...) raise :class:`mag_mmt.errors.UserError`; :func:`main` prints them as
+``mag-mmt: error: ...`` with exit status 2 and no traceback (``--debug`` adds it). Any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
+import traceback
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
+from .errors import UserError
 
 
-class CLIError(Exception):
+class CLIError(UserError):
     """A bad argument, reported as ``mag-mmt: error: ...`` with exit code 2."""
 
 
@@ -58,10 +69,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("dual-swin", "small-cnn"), default="small-cnn")
+    g.add_argument("--model", choices=("dual-swin", "dual-resnet50", "small-cnn"), default="small-cnn")
     g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
                    help="where the two modality paths start sharing weights (paper: F3)")
-    g.add_argument("--pretrained", help="local Swin-T ImageNet weights: torchvision swin_t, timm or official Swin file")
+    g.add_argument("--pretrained", help="local ImageNet weights: Swin-T (torchvision, timm or official Swin file) for dual-swin, torchvision resnet50 for dual-resnet50")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -73,7 +84,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="triplet term: multi-masking (paper), batch-hard, weighted-regularised (AGW) or none")
     g.add_argument("--margin", type=float, default=0.3, help="m1")
     g.add_argument("--pos-margin", type=float, default=0.1, help="m2 (MMT only)")
-    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda (MMT only)")
+    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda, weight of MMAP (MMT only; 0: MMAN alone)")
+    g.add_argument("--mman-weight", type=float, default=1.0, help="weight of MMAN (MMT only; 0: MMAP alone)")
     g.add_argument("--id-weight", type=float, default=1.0)
     g.add_argument("--triplet-weight", type=float, default=1.0)
     g = p.add_argument_group("modality augmentation (MAG)")
@@ -83,8 +95,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mag-scale", type=_pair(float), default=(0.02, 0.4), metavar="LO,HI")
     g.add_argument("--mag-ratio", type=_pair(float), default=(0.3, 3.3), metavar="LO,HI")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("--steps-per-epoch", type=int, default=None)
+    g.add_argument("--epochs", type=int, default=10,
+                   help="epochs; one epoch is one pass over the larger modality's training images, shared by "
+                   "all processes (AGW's/CAJ's unit), unless --epoch-unit identities")
+    g.add_argument("--epoch-unit", choices=("images", "identities"), default="images",
+                   help="images: ceil(max(#visible, #thermal) / (P*K*processes)) steps per epoch (default); "
+                   "identities: every identity once, ceil(#identities / (P*processes)) steps")
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="fixed steps per epoch (overrides --epoch-unit)")
     g.add_argument("-P", "--num-identities", type=int, default=8, help="identities per batch")
     g.add_argument("-K", "--num-instances", type=int, default=4, help="images per identity and modality")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
@@ -111,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Modality augmentation (MAG) and multi-masking triplet loss (MMT) for "
         "visible-infrared person re-identification.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain,ablation}")
+    debug_help = "on an input error, also print the Python traceback"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{demo,train,eval,pretrain,ablation,convert-checkpoint}")
 
     p = sub.add_parser("train", help="train a model")
     _train_args(p)
@@ -121,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(data=None, regdb_trial=None)  # default: the checkpoint's dataset
     p.add_argument("--checkpoint", required=True, help="a training checkpoint (OUT/last.pt)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
-                   help="sysu, regdb or npu (default: the dataset's own)")
-    p.add_argument("--full", action="store_true", help="every setting (SYSU: all/indoor x single/multi)")
+                   help="sysu, regdb or npu (default: the dataset's own: SYSU-MM01 and synthetic sysu, "
+                   "RegDB regdb, manifest npu)")
+    p.add_argument("--full", action="store_true",
+                   help="every setting of the protocol (sysu: all/indoor x single/multi-shot; regdb: both "
+                   "directions; npu: both directions x all/each scene x single/multi-shot)")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
     p.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean",
@@ -146,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("convert-checkpoint", help="rewrite an old-format (mag-mmt/1) checkpoint in the safe format",
+                       description="Rewrite a mag-mmt/1 checkpoint as mag-mmt/2 (tensors and plain data only, "
+                       "loaded without running code). Files holding only numpy arrays besides tensors convert "
+                       "safely; anything else is read only with --trust-source.")
+    p.add_argument("src", help="the old checkpoint")
+    p.add_argument("dst", help="the new checkpoint to write")
+    p.add_argument("--trust-source", action="store_true",
+                   help="read SRC with weights_only=False if it needs it: runs any code it carries")
+    p.add_argument("--force", action="store_true", help="overwrite DST")
 
     p = sub.add_parser("pretrain", help="MMGL self-supervised pre-training (no labels)")
     _data_args(p)
@@ -171,16 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .ablation import add_arguments
 
     add_arguments(p)
+    for command in sub.choices.values():  # --debug also after the command; SUPPRESS keeps the global value
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
 def _check_data_args(args: argparse.Namespace) -> None:
     from .engine import check_data_source
 
-    try:
-        check_data_source(args.data, args.root)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    check_data_source(args.data, args.root)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -189,8 +221,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         img_size=args.img_size, num_identities=args.num_identities, num_instances=args.num_instances,
         num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
         init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
+        mman_weight=args.mman_weight,
         id_weight=args.id_weight, triplet_weight=args.triplet_weight, mag=args.mag, mag_p=args.mag_p,
-        mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs,
+        mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs, epoch_unit=args.epoch_unit,
         steps_per_epoch=args.steps_per_epoch, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones),
         amp=args.amp, seed=args.seed, device=args.device, out=args.out, resume=args.resume,
@@ -203,24 +236,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import engine
 
     cfg = train_config(args)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    cfg.validate()
     result = engine.train(cfg)
     size = engine.image_size(cfg, result.data)
-    if not result.stopped_early and engine.dist_setup()[0] == 0:
+    rank, world, _ = engine.dist_setup()
+    if result.stopped_early and rank == 0:
+        print(f"stopped after {cfg.max_steps} steps (--max-steps); checkpoint: {result.checkpoint}\n"
+              f"resume with: {resume_command(getattr(args, 'argv', None), world)}")
+    if not result.stopped_early and rank == 0:
         metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
         print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
-              f"mINP {100 * metrics['mINP']:.2f}%")
+              f"mINP {100 * metrics['mINP']:.2f}%  ({metrics['setting']})")
         engine.write_json(Path(cfg.out) / "history.json", {"history": result.history, "final": metrics})
+    return 0
+
+
+def resume_command(argv: Sequence[str] | None, world: int = 1) -> str:
+    """The command that continues a ``train`` run given by ``argv``: ``--max-steps`` dropped,
+    ``--resume`` added (``torchrun`` in front for several processes).
+
+    >>> resume_command(["train", "--out", "runs/a b", "--max-steps", "5"])
+    "mag-mmt train --out 'runs/a b' --resume"
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--max-steps":
+            skip = True
+        elif not arg.startswith("--max-steps="):
+            kept.append(arg)
+    if "--resume" not in kept:
+        kept.append("--resume")
+    prog = "mag-mmt" if world == 1 else f"torchrun --nproc_per_node {world} -m mag_mmt.cli"
+    return f"{prog} {shlex.join(kept)}"
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError, convert_legacy_checkpoint
+
+    if Path(args.dst).exists() and not args.force:
+        raise CLIError(f"{args.dst!r} exists; choose another file or pass --force")
+    if args.trust_source:
+        print(f"mag-mmt: warning: --trust-source: reading {args.src!r} may run code it carries", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # said above
+        try:
+            path = convert_legacy_checkpoint(args.src, args.dst, trust_source=args.trust_source)
+        except CheckpointError as exc:
+            raise CLIError(str(exc)) from None
+    print(f"wrote {path} (format mag-mmt/2)")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import engine
-    from .checkpoint import CheckpointError
-    from .errors import UserError
     from .evaluation import format_table
 
     if args.data is not None:
@@ -240,11 +312,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             rerank = ReRanking(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
         except ValueError as exc:
             raise CLIError(str(exc).replace("re-ranking ", "--rerank-").replace("lambda_value", "lambda")) from None
-    try:
-        device = engine.resolve_device(args.device)
-        model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
-    except (CheckpointError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    device = engine.resolve_device(args.device)
+    model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
     # what is not given on the command line comes from the checkpoint's training run
     if args.data is not None:
         cfg.data, cfg.root = args.data, args.root
@@ -256,16 +325,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.regdb_trial = args.regdb_trial
     try:
         engine.check_data_source(cfg.data, cfg.root)
-    except ValueError as exc:
+    except UserError as exc:
         raise CLIError(f"{exc} (dataset of the checkpoint; pass --data/--root)") from None
     data = engine.load_data(cfg)
     size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
-    try:
-        results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
-                                      device=device, flip=args.flip, full=args.full, distance=args.distance,
-                                      gallery_sampling=args.gallery_sampling, rerank=rerank)
-    except UserError as exc:
-        raise CLIError(str(exc)) from None
+    results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
+                                  device=device, flip=args.flip, full=args.full, distance=args.distance,
+                                  gallery_sampling=args.gallery_sampling, rerank=rerank)
     print(format_table(list(results.values())))
     if args.json:
         engine.write_json(args.json, {name: r.summary() for name, r in results.items()})
@@ -310,29 +376,32 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .ablation import run_from_args
-    from .errors import UserError
 
-    try:
-        run_from_args(args, train_config(args))
-    except UserError as exc:
-        raise CLIError(str(exc)) from None
+    run_from_args(args, train_config(args))  # UserError: printed by main()
     return 0
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain,
-            "ablation": cmd_ablation}
+            "ablation": cmd_ablation, "convert-checkpoint": cmd_convert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    A :class:`~mag_mmt.errors.UserError` (bad data, arguments or checkpoint) is printed as
+    the usage line and ``mag-mmt: error: <message>`` and exits with status 2 (``SystemExit``,
+    as argparse does); ``--debug`` prints its traceback first. Other exceptions propagate
+    with their traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
-    except CLIError as exc:
-        parser.error(str(exc))  # exits with status 2
-    except FileNotFoundError as exc:
-        print(f"mag-mmt: error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        parser.error(str(exc))  # usage + "mag-mmt: error: ...", exit status 2
     return 0
 
 

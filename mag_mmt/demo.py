@@ -53,6 +53,7 @@ class DemoPreset:
     warmup_epochs: int = 0
     share_point: str = "F3"
     model_kwargs: tuple[tuple[str, Any], ...] = ()  # extra SmallCNN arguments, e.g. (("widths", (...)),)
+    epoch_unit: str = "identities"  # with steps_per_epoch=None: the budget the demo was sized with
 
 
 PRESETS = {
@@ -111,7 +112,7 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
             epochs=epochs or spec.epochs, num_identities=spec.num_identities_per_batch,
             num_instances=spec.num_instances, steps_per_epoch=spec.steps_per_epoch, lr=spec.lr,
             optimizer=spec.optimizer, warmup_epochs=spec.warmup_epochs, share_point=spec.share_point,
-            model_kwargs=dict(spec.model_kwargs),
+            model_kwargs=dict(spec.model_kwargs), epoch_unit=spec.epoch_unit,
             device=device, out=str(out / "runs" / arm.strip("+").replace("+", "_").lower()), progress=progress,
             **options,
         )

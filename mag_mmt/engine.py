@@ -15,16 +15,31 @@ One training step (docs/method.md describes each part)::
       -> model(visible, thermal) -> (feat, logits)
       -> loss = id_weight * CE(logits, labels) + triplet_weight * triplet(feat, labels, modalities)
 
-Checkpoints (``OUT/last.pt``) are written atomically every ``checkpoint_every`` steps and at
-the end of every epoch; they hold the model, the optimiser, the scheduler position, every
-random state and the position in the epoch, so ``resume=True`` continues a killed run and
-gives the same weights as a run that was never stopped.
+**Epochs.** By default (``epoch_unit="images"``) an epoch is AGW's and CAJ's: one pass over
+the larger modality's training images, shared by all ranks, i.e.
+``ceil(max(n_visible, n_thermal) / (P * K * world_size))`` steps per rank. ``"identities"``
+gives the shorter per-identity epoch (every identity once: ``ceil(C / (P * world_size))``
+steps); ``steps_per_epoch`` overrides both.
+
+**Checkpoints** (``OUT/last.pt``) are written atomically every ``checkpoint_every`` steps and
+at the end of every epoch; they hold the model, the optimiser, the scheduler position, the
+position in the epoch and every random state of every rank (plain data: see
+:mod:`mag_mmt.checkpoint`), so ``resume=True`` continues a killed run and gives the same
+weights as a run that was never stopped. Resuming checks that the run is the same: the
+configuration fields that shape training (data, model, loss, batch, optimiser, seed, ...;
+all but :data:`RESUME_MAY_CHANGE`), the number of classes and images, and the number of
+processes; a difference is a :class:`~mag_mmt.errors.UserError` naming the fields.
+
+**Several processes** (``torchrun``): every rank draws its own MAG boxes and flips, from a
+generator seeded with :func:`augment_seed` ``(seed, rank)``; rank 0 keeps ``seed + 1``, the
+single-process value.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -37,12 +52,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data.records import ReIDData, Sample
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data.records import DATASET_PROTOCOLS, ReIDData, Sample
+from .data.sampler import EPOCH_UNITS
+from .errors import UserError
 
 DATASETS = ("synthetic", "sysu", "regdb", "manifest")
 LOSSES = ("mmt", "batch-hard", "wrt", "none")
-PROTOCOLS = ("sysu", "regdb", "npu")
+PROTOCOLS = DATASET_PROTOCOLS  # evaluation protocols: sysu, regdb, npu
+#: TrainConfig fields that may differ when a run is resumed (they do not change what is trained)
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "max_steps", "checkpoint_every", "eval_every", "eval_trials", "progress", "num_workers",
+    "device", "amp", "out", "resume", "pretrained", "init",
+})
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,7 +89,7 @@ class TrainConfig:
     model: str = "small-cnn"
     share_point: str = "F3"
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # more constructor arguments (widths, eval_feature, ...)
-    pretrained: str | None = None  # torchvision swin_t weights (local file)
+    pretrained: str | None = None  # torchvision swin_t / resnet50 weights (local file)
     init: str | None = None  # a mag-mmt checkpoint (train or MMGL pre-train) to start from
     # loss
     loss: str = "mmt"
@@ -85,7 +107,8 @@ class TrainConfig:
     flip: bool = True
     # optimisation
     epochs: int = 10
-    steps_per_epoch: int | None = None  # default: the sampler's epoch length
+    epoch_unit: str = "images"  # "images": one pass over the larger modality (AGW); "identities": each id once
+    steps_per_epoch: int | None = None  # default: the sampler's epoch length (epoch_unit)
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -118,53 +141,58 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
-        """Check the configuration before any work starts (``ValueError`` names the field)."""
+        """Check the configuration before any work starts (:class:`UserError` names the field)."""
         check_data_source(self.data, self.root)
         from .models import MODELS
 
         if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
+            raise UserError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+            raise UserError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         for name in ("epochs", "num_identities", "num_instances"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epoch_unit not in EPOCH_UNITS:
+            raise UserError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {self.epoch_unit!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+            raise UserError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+            raise UserError(f"max_steps must be >= 1, got {self.max_steps}")
+        for name in ("mman_weight", "pos_weight"):
+            if not 0.0 <= getattr(self, name) < math.inf:  # NaN fails too
+                raise UserError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.mag_p <= 1.0:
-            raise ValueError(f"mag_p must be in [0, 1], got {self.mag_p}")
+            raise UserError(f"mag_p must be in [0, 1], got {self.mag_p}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UserError(f"lr must be > 0, got {self.lr}")
         for name in ("pretrained", "init"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
-                raise ValueError(f"--{name} file {value!r} does not exist")
+                raise UserError(f"--{name} file {value!r} does not exist")
         if not isinstance(self.model_kwargs, dict) or not all(isinstance(k, str) for k in self.model_kwargs):
-            raise ValueError(f"model_kwargs must be a dict of keyword arguments, got {self.model_kwargs!r}")
+            raise UserError(f"model_kwargs must be a dict of keyword arguments, got {self.model_kwargs!r}")
         reserved = {"num_classes", "share_point", "pretrained_path"} & set(self.model_kwargs)
         if reserved:
-            raise ValueError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
+            raise UserError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
         if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
-            raise ValueError(f"img_size must be (H, W) with H, W >= 8, got {self.img_size}")
+            raise UserError(f"img_size (--img-size) must be (H, W) with H, W >= 8, got {self.img_size}")
 
 
 def check_data_source(data: str, root: str | None) -> None:
-    """``data`` names a known dataset and ``root`` exists where it needs one (``ValueError``)."""
+    """``data`` names a known dataset and ``root`` exists where it needs one (:class:`UserError`)."""
     if data not in DATASETS:
-        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
     if data == "synthetic":
         return
     if not root:
-        raise ValueError(f"--root is required with --data {data}")
+        raise UserError(f"--root is required with --data {data}")
     path = Path(root)
     if data == "manifest" and not path.is_file():
-        raise ValueError(f"manifest file {root!r} does not exist")
+        raise UserError(f"--root: manifest file {root!r} does not exist")
     if data != "manifest" and not path.is_dir():
-        raise ValueError(f"dataset root {root!r} is not a folder")
+        raise UserError(f"--root: dataset root {root!r} is not a folder")
 
 
 @dataclass
@@ -193,7 +221,7 @@ def resolve_device(name: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+        raise UserError(f"device {name!r} asked for, but CUDA is not available")
     return device
 
 
@@ -232,7 +260,7 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from .models import build_model
 
     kwargs: dict[str, Any] = {"share_point": cfg.share_point, **cfg.model_kwargs}
-    if cfg.model == "dual-swin" and cfg.pretrained:
+    if cfg.model in ("dual-swin", "dual-resnet50") and cfg.pretrained:
         kwargs["pretrained_path"] = cfg.pretrained
     return build_model(cfg.model, num_classes, **kwargs)
 
@@ -296,25 +324,79 @@ def _lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: in
     return lr
 
 
-def _rng_state(aug_gen: torch.Generator) -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "augment": aug_gen.get_state(),
+def augment_seed(seed: int, rank: int = 0) -> int:
+    """Seed of rank ``rank``'s MAG / flip generator: ``seed + 1`` on rank 0 (the single-process
+    value), a number derived from ``(seed, rank)`` on the others (distinct, reproducible).
+
+    >>> from mag_mmt.engine import augment_seed
+    >>> augment_seed(0, 0), augment_seed(0, 1) == augment_seed(0, 1) != augment_seed(1, 1)
+    (1, True)
+    """
+    if rank == 0:
+        return seed + 1
+    return int(np.random.SeedSequence([seed % 2**63, rank, 0x4D4147]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def gather_rng_states(aug_gen: torch.Generator) -> list[dict[str, Any]]:
+    """Every rank's :func:`~mag_mmt.checkpoint.rng_state` in rank order (a collective under DDP)."""
+    state = rng_state(aug_gen)
+    from .distributed import is_distributed
+
+    if not is_distributed():
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def config_differences(saved: TrainConfig, now: TrainConfig) -> list[str]:
+    """``"field: saved -> now"`` for every field outside :data:`RESUME_MAY_CHANGE` that differs."""
+    a, b = saved.to_dict(), now.to_dict()
+    out = []
+    for name in (f.name for f in dataclasses.fields(TrainConfig)):
+        if name in RESUME_MAY_CHANGE:
+            continue
+        x, y = a.get(name), b.get(name)
+        if name == "root" and x and y:
+            x, y = os.path.realpath(x), os.path.realpath(y)
+        if x != y:
+            out.append(f"{name}: {a.get(name)!r} -> {b.get(name)!r}")
+    return out
+
+
+def _check_resumable(path: Path, state: dict[str, Any], cfg: TrainConfig) -> None:
+    """Raise :class:`UserError` if ``cfg`` is not the run that wrote ``state`` (config fields)."""
+    diffs = config_differences(TrainConfig.from_dict(state["config"]), cfg)
+    if diffs:
+        raise UserError(
+            f"cannot resume {path}: it was written by a run with another configuration ({'; '.join(diffs)}). "
+            f"Resume with the same settings, or start a new run (another --out; --init {path} starts from its weights)"
+        )
+
+
+def _check_same_run(path: Path, state: dict[str, Any], **now: Any) -> None:
+    """Raise :class:`UserError` if what the data and launch give (classes, images, input size,
+    processes) differs from what ``state`` recorded (entries it lacks are not checked)."""
+    saved = {
+        "num_classes": state.get("num_classes"),
+        "num_train_images": state.get("num_train_images"),
+        "image_size": tuple(state["image_size"]) if "image_size" in state else None,
+        "world_size": state["rng"].get("world_size") if isinstance(state.get("rng"), dict) else None,
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], aug_gen: torch.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    aug_gen.set_state(state["augment"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    diffs = [f"{name}: {saved[name]!r} -> {value!r}" for name, value in now.items()
+             if saved.get(name) is not None and saved[name] != value]
+    if not diffs:
+        return
+    hint = "the dataset changed"
+    if saved["world_size"] is not None and saved["world_size"] != now.get("world_size"):
+        hint = (f"it was written by {saved['world_size']} process(es), each with its own random state: resume with "
+                f"the same number (torchrun --nproc_per_node {saved['world_size']}, or no torchrun for 1)")
+    raise UserError(
+        f"cannot resume {path}: the run differs from the one that wrote it ({'; '.join(diffs)}); {hint}. "
+        f"Or start a new run (another --out; --init {path} starts from its weights)"
+    )
 
 
 # --------------------------------------------------------------------------- distributed
@@ -327,10 +409,13 @@ def dist_setup() -> tuple[int, int, int]:
         return 0, 1, 0
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)  # NCCL collectives (all_gather_object) use the current device
         dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return dist.get_rank(), dist.get_world_size(), local_rank
 
 
 # --------------------------------------------------------------------------- training
@@ -354,16 +439,32 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     if rank != 0:
         log = lambda _msg: None  # noqa: E731  (one process reports)
     device = resolve_device(cfg.device) if world == 1 or not torch.cuda.is_available() else torch.device("cuda", local_rank)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives (the RNG-state gather) use the current device
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    state: dict[str, Any] | None = None
+    if cfg.resume and ckpt_path.exists():  # read and checked before any data is loaded
+        state = load_checkpoint(ckpt_path, map_location="cpu", kind="train")
+        _check_resumable(ckpt_path, state, cfg)
+    elif cfg.resume:
+        log(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
     seed_everything(cfg.seed)
     if data is None:
         data = load_data(cfg)
     size = image_size(cfg, data)
     num_classes = data.num_train_identities
+    num_train_images = len(data.train)
+    if state is not None:
+        _check_same_run(ckpt_path, state, num_classes=num_classes, num_train_images=num_train_images,
+                        image_size=tuple(size), world_size=world)
 
     model = build_model_for(cfg, num_classes).to(device)
-    if cfg.init:
+    if cfg.init and state is None:
         info = load_init(model, cfg.init)
         log(f"init: {len(info['loaded'])} tensors from {cfg.init}")
+    if rank > 0:  # the model is initialised alike on every rank; from here on each rank draws its own numbers
+        seed_everything(augment_seed(cfg.seed, rank))
     criterion = build_triplet(cfg, cross_rank=world > 1)
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -378,34 +479,23 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     dataset = ImageDataset(data.train, loader=data.loader, size=size)
     sampler = CrossModalityIdentitySampler(
         data.train, num_identities=cfg.num_identities, num_instances=cfg.num_instances,
-        seed=cfg.seed, rank=rank, world_size=world, num_batches=cfg.steps_per_epoch,
+        seed=cfg.seed, rank=rank, world_size=world, num_batches=cfg.steps_per_epoch, epoch_unit=cfg.epoch_unit,
     )
     steps_per_epoch = len(sampler)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(augment_seed(cfg.seed, rank))
     mag = ModalityAugment(p=cfg.mag_p, scale=cfg.mag_scale, ratio=cfg.mag_ratio, generator=aug_gen) if cfg.mag else None
 
-    out = Path(cfg.out)
-    ckpt_path = out / "last.pt"
     start_epoch, start_step, global_step = 0, 0, 0
     history: list[dict[str, float]] = []
-    if cfg.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device, kind="train")
-        saved = TrainConfig.from_dict(state["config"])
-        for name in ("data", "model", "loss", "seed", "num_identities", "num_instances", "share_point"):
-            if getattr(saved, name) != getattr(cfg, name):
-                raise ValueError(
-                    f"cannot resume {ckpt_path}: it was trained with {name}={getattr(saved, name)!r}, "
-                    f"now {name}={getattr(cfg, name)!r}"
-                )
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"], aug_gen)
+        set_rng_state(state["rng"]["ranks"][rank], aug_gen)
         start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["step"]
         history = list(state.get("history", []))
         log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
-    elif cfg.resume:
-        log(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
+        del state
 
     train_model: nn.Module = model
     if world > 1:
@@ -414,6 +504,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         )
 
     def save(epoch: int, step_in_epoch: int) -> None:
+        rng = gather_rng_states(aug_gen)  # every rank takes part; rank 0 writes
         if rank != 0:
             return
         save_checkpoint(
@@ -422,13 +513,14 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": _rng_state(aug_gen),
+                "rng": {"world_size": world, "ranks": rng},
                 "epoch": epoch,
                 "step_in_epoch": step_in_epoch,
                 "step": global_step,
                 "history": history,
                 "config": cfg.to_dict(),
                 "num_classes": num_classes,
+                "num_train_images": num_train_images,
                 "image_size": list(size),
             },
             ckpt_path,
@@ -539,15 +631,17 @@ def normalize_images_single(x: torch.Tensor) -> torch.Tensor:
 
 def evaluate_model(model: nn.Module, data: ReIDData, size: tuple[int, int], *, trials: int = 10,
                    device: torch.device | None = None, flip: bool = False) -> dict[str, Any]:
-    """The headline numbers of ``data``'s main protocol: ``rank1``, ``mAP``, ``mINP`` and ``cmc``.
+    """The headline numbers of ``data``'s main setting: ``rank1``, ``mAP``, ``mINP``, ``cmc``
+    and ``setting`` (its name).
 
-    Synthetic and SYSU-MM01 data: thermal-to-visible all-search single-shot (SYSU rules);
-    RegDB: visible-to-thermal; manifest data: visible-to-thermal all-search single-shot.
+    The protocol is ``data.protocol`` (see :func:`run_protocol`); the main setting is
+    SYSU-MM01 (and synthetic data): thermal-to-visible all-search single-shot; RegDB:
+    visible-to-thermal; manifest data: visible-to-thermal all-search single-shot.
     """
     result = run_protocol(model, data, size, trials=trials, device=device, flip=flip)
     main = next(iter(result.values()))
     return {"rank1": float(main.cmc[0]), "mAP": float(main.mAP), "mINP": float(main.mINP),
-            "cmc": [float(v) for v in main.cmc]}
+            "cmc": [float(v) for v in main.cmc], "setting": main.name}
 
 
 def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, protocol: str | None = None,
@@ -556,25 +650,36 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
                  distance: str = "euclidean") -> dict[str, Any]:
     """Run an evaluation protocol on ``data``; returns ``{setting: ProtocolResult}`` (main first).
 
-    ``protocol``: ``"sysu"`` (default for SYSU-MM01 and synthetic data), ``"regdb"``
-    (default for RegDB) or ``"npu"`` (default for manifests). ``full`` runs every setting
-    (SYSU: all/indoor x single/multi), otherwise only the main one. ``gallery_sampling``
-    (``"agw"``: AGW's SYSU-MM01 galleries, single-shot), ``rerank`` and ``distance`` are
-    passed to the protocol functions (see ``docs/evaluation-options.md``).
+    ``protocol`` defaults to ``data.protocol``, which each reader sets for its kind of
+    dataset (never guessed from ``data.name``):
+
+    * ``"sysu"`` (SYSU-MM01, synthetic data): thermal-to-visible, all-search single-shot;
+      ``full``: all/indoor x single/multi-shot.
+    * ``"regdb"`` (RegDB): visible-to-thermal and thermal-to-visible, the whole other
+      modality as gallery (``full`` changes nothing).
+    * ``"npu"`` (manifests): visible-to-thermal and thermal-to-visible, all-search
+      single-shot; ``full``: both directions x all + each scene of
+      ``data.meta["camera_scene"]`` (e.g. indoor, outdoor) x single/multi-shot.
+
+    Directions the dataset does not have (no query or gallery of that modality) are left
+    out of ``"regdb"`` / ``"npu"``; a protocol that does not fit the data at all raises
+    :class:`~mag_mmt.errors.UserError`. ``gallery_sampling`` (``"agw"``: AGW's SYSU-MM01
+    galleries, single-shot), ``rerank`` and ``distance`` are passed to the protocol
+    functions (see ``docs/evaluation-options.md``).
     """
     from .evaluation import evaluate_cross_modality, evaluate_regdb, evaluate_sysu
-    from .errors import UserError
+    from .evaluation.protocols import DIRECTIONS
 
     if protocol is None:
-        protocol = {"regdb": "regdb", "manifest": "npu"}.get(data.name.lower(), "sysu")
+        protocol = data.protocol
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if gallery_sampling != "default" and protocol != "sysu":
         raise UserError(f"gallery sampling {gallery_sampling!r} applies to the SYSU-MM01 protocol, not {protocol!r}")
     options = {"rerank": rerank, "distance": distance}
+    qf = features(model, data.query, data, size, device, flip)
+    gf = qf if data.gallery == data.query else features(model, data.gallery, data, size, device, flip)
     if protocol == "sysu":
-        qf = features(model, data.query, data, size, device, flip)
-        gf = features(model, data.gallery, data, size, device, flip)
         settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
         out = {}
         for mode, shot in settings if full else settings[:1]:
@@ -582,16 +687,20 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
                                 gallery_sampling=gallery_sampling, **options)
             out[res.name] = res
         return out
+    query_mods = {s.modality for s in data.query}
+    gallery_mods = {s.modality for s in data.gallery}
+    directions = [d for d, qm in DIRECTIONS.items() if qm in query_mods and 1 - qm in gallery_mods]
+    if not directions:
+        raise UserError(
+            f"{data.name}: protocol {protocol!r} needs query images of one modality and gallery images of "
+            "the other; this dataset has none"
+        )
     if protocol == "regdb":
-        feats = features(model, data.query, data, size, device, flip)
-        gallery_feats = feats if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
-        res = evaluate_regdb(feats, gallery_feats, data.query, data.gallery, **options)
+        res = evaluate_regdb(qf, gf, data.query, data.gallery, directions=directions, **options)
         return {r.name: r for r in res.values()}
-    qf = features(model, data.query, data, size, device, flip)
-    gf = qf if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
     scenes = data.meta.get("camera_scene")
     res = evaluate_cross_modality(
-        qf, gf, data.query, data.gallery, camera_scene=scenes, trials=trials,
+        qf, gf, data.query, data.gallery, directions=directions, camera_scene=scenes, trials=trials,
         searches=None if full else ["all"], shots=("single", "multi") if full else ("single",), **options,
     )
     return {r.name: r for r in res.values()}

@@ -1001,7 +1001,7 @@ def save_pretrained(
 
     Layout (a :mod:`mag_mmt.checkpoint` file)::
 
-        {"format": "mag-mmt/1", "kind": "pretrain",
+        {"format": "mag-mmt/2", "kind": "pretrain",
          "model": backbone.state_dict(),          # what --init loads
          "heads": {"perm_head": ..., "patch_proj": ...} or None,
          "perm_set": (K, gh*gw) int64 or None,

@@ -92,7 +92,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 def rank_results(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp("dist"))
     mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True)
-    return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+    return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=True) for r in range(WORLD)]
 
 
 pytestmark = [

@@ -35,15 +35,16 @@ def problems(draw):
     seed = draw(st.integers(0, 2**32))
     epoch = draw(st.integers(0, 50))
     num_batches = draw(st.one_of(st.none(), st.integers(1, 7)))
-    return labels, mods, p, k, world, seed, epoch, num_batches
+    unit = draw(st.sampled_from(["images", "identities"]))
+    return labels, mods, p, k, world, seed, epoch, num_batches, unit
 
 
-def epoch_batches(labels, mods, p, k, world, seed, epoch, num_batches):
+def epoch_batches(labels, mods, p, k, world, seed, epoch, num_batches, unit):
     """All ranks' batches of one epoch: list (rank) of lists (step) of index lists."""
     out = []
     for rank in range(world):
         sampler = CrossModalityIdentitySampler(
-            labels, mods, p, k, seed=seed, rank=rank, world_size=world, num_batches=num_batches
+            labels, mods, p, k, seed=seed, rank=rank, world_size=world, num_batches=num_batches, epoch_unit=unit
         )
         sampler.set_epoch(epoch)
         out.append(list(sampler))
@@ -77,10 +78,16 @@ def check_batch(batch, labels, mods, p, k):
 
 @given(problems())
 def test_composition_alignment_shards_and_length(problem):
-    labels, mods, p, k, world, seed, epoch, num_batches = problem
+    labels, mods, p, k, world, seed, epoch, num_batches, unit = problem
     per_rank = epoch_batches(*problem)
     num_ids = len(set(labels))
-    expected_len = num_batches if num_batches is not None else math.ceil(num_ids / (p * world))
+    per_modality = max(mods.count(0), mods.count(1))
+    if num_batches is not None:
+        expected_len = num_batches
+    elif unit == "images":  # one pass over the larger modality's images, shared by the ranks
+        expected_len = math.ceil(per_modality / (p * k * world))
+    else:
+        expected_len = math.ceil(num_ids / (p * world))
     assert all(len(batches) == expected_len for batches in per_rank)  # equal lengths
     seen = Counter()
     for step in range(expected_len):
@@ -89,19 +96,24 @@ def test_composition_alignment_shards_and_length(problem):
             step_ids += check_batch(per_rank[rank][step], labels, mods, p, k)
         assert len(set(step_ids)) == len(step_ids)  # ranks disjoint within a step
         seen.update(step_ids)
-    if num_batches is None:  # an epoch shows every identity once or twice
+    total = expected_len * p * world
+    if num_batches is None and unit == "identities":  # an epoch shows every identity once or twice
         assert set(seen) == set(labels)
         assert max(seen.values()) <= 2
     else:  # identities dealt evenly: counts differ by at most one pass
-        total = expected_len * p * world
         assert max(seen.values()) <= math.ceil(total / num_ids) + 1
+        if total >= num_ids:
+            assert set(seen) == set(labels)
+    if num_batches is None and unit == "images":  # the epoch covers the larger modality's images
+        assert expected_len * p * k * world >= per_modality > (expected_len - 1) * p * k * world
 
 
 @given(problems())
 def test_deterministic_given_seed_and_epoch(problem):
     assert epoch_batches(*problem) == epoch_batches(*problem)
-    labels, mods, p, k, world, seed, epoch, nb = problem
-    sampler = CrossModalityIdentitySampler(labels, mods, p, k, seed=seed, world_size=world, num_batches=nb)
+    labels, mods, p, k, world, seed, epoch, nb, unit = problem
+    sampler = CrossModalityIdentitySampler(labels, mods, p, k, seed=seed, world_size=world, num_batches=nb,
+                                           epoch_unit=unit)
     sampler.set_epoch(epoch)
     assert list(sampler) == list(sampler)  # iterating twice repeats the epoch
 
@@ -127,6 +139,24 @@ def test_epochs_and_seeds_differ():
     # identity order within the epoch changes too, not only the images
     first_ids = [tuple(samples[b[0]].identity for b in batches) for batches in epochs]
     assert len(set(first_ids)) == 6
+
+
+def test_epoch_length_in_images_and_in_identities():
+    """AGW's epoch (default): one pass over the larger modality, shared by the ranks; the switch
+    gives the per-identity epoch. 40 identities x (9 visible, 5 thermal)."""
+    samples = make_dataset(num_ids=40, nv=9, nt=5)
+    for p, k, world in [(4, 4, 1), (8, 4, 1), (4, 4, 2), (3, 2, 3)]:
+        per_rank = [CrossModalityIdentitySampler(samples, num_identities=p, num_instances=k, rank=r,
+                                                 world_size=world) for r in range(world)]
+        assert all(len(s) == math.ceil(40 * 9 / (p * k * world)) for s in per_rank)
+        assert all(len(list(s)) == len(s) for s in per_rank)
+        old = CrossModalityIdentitySampler(samples, num_identities=p, num_instances=k, world_size=world,
+                                           epoch_unit="identities")
+        assert len(old) == math.ceil(40 / (p * world))
+    thermal_heavy = make_dataset(num_ids=10, nv=2, nt=7)  # the larger modality may be thermal
+    assert len(CrossModalityIdentitySampler(thermal_heavy, num_identities=2, num_instances=2)) == math.ceil(70 / 4)
+    with pytest.raises(ValueError, match="epoch_unit"):
+        CrossModalityIdentitySampler(samples, num_identities=2, epoch_unit="steps")
 
 
 def test_accepts_samples_dataset_and_tensors_alike():

@@ -18,15 +18,19 @@ import torch
 from torch.utils.data import Sampler
 
 from .._validation import check_same_length, check_tensor, check_values
+from ..errors import UserError
 from .records import THERMAL, VISIBLE, Sample
+
+#: what one epoch of :class:`CrossModalityIdentitySampler` covers (see its docstring)
+EPOCH_UNITS = ("images", "identities")
 
 
 def _as_int_array(values: object, name: str) -> np.ndarray:
     array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+        raise UserError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+        raise UserError(f"{name} must hold integers, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
 
 
@@ -91,11 +95,18 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
     order, so visible ``i`` and thermal ``i`` share an identity.
 
     **Epoch.** Identities are dealt from a seeded permutation, ``P * world_size`` distinct
-    ones per step; by default an epoch has ``ceil(C / (P * world_size))`` steps, so every
-    identity appears at least once and at most twice per epoch (the last step is completed
-    with identities from the next permutation). ``num_batches`` sets another length
-    (identities keep being dealt evenly). Within an identity, K images are drawn without
-    replacement, or, when it has fewer than K, each image about ``K / n`` times.
+    ones per step (when the permutation runs out, the step is completed from the next one,
+    so identities are used evenly). The epoch length in steps (batches per rank) is:
+
+    - ``epoch_unit="images"`` (default; AGW's and CAJ's epoch): one pass over the larger
+      modality's images, shared by the ranks:
+      ``ceil(max(n_visible, n_thermal) / (P * K * world_size))``;
+    - ``epoch_unit="identities"``: every identity once, ``ceil(C / (P * world_size))`` (each
+      identity appears at least once and at most twice per epoch);
+    - ``num_batches``, when given, overrides both.
+
+    Within an identity, K images are drawn without replacement, or, when it has fewer than
+    K, each image about ``K / n`` times.
 
     **Determinism and DDP.** Batches depend only on ``(seed, epoch)``: call
     ``set_epoch(e)`` before each epoch (as with ``DistributedSampler``) or every epoch
@@ -111,18 +122,22 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         num_identities: P, identities per batch per rank.
         num_instances: K, images per identity and modality.
         seed: non-negative base seed. rank, world_size: this process's shard.
-        num_batches: batches per epoch per rank (default ``ceil(C / (P * world_size))``).
+        num_batches: batches per epoch per rank (default: from ``epoch_unit``).
+        epoch_unit: ``"images"`` (default) or ``"identities"``, see **Epoch**.
 
     Raises:
-        ValueError: bad sizes, an identity without images of one modality (named), or
+        UserError: bad sizes, an identity without images of one modality (named), or
             fewer than ``P * world_size`` identities.
 
     Example::
 
         >>> labels = [0, 0, 1, 1, 2, 2]; mods = [0, 1, 0, 1, 0, 1]
         >>> sampler = CrossModalityIdentitySampler(labels, mods, num_identities=2, num_instances=1)
-        >>> len(sampler), len(next(iter(sampler)))
+        >>> len(sampler), len(next(iter(sampler)))  # 3 images per modality / (P*K = 2)
         (2, 4)
+        >>> [len(CrossModalityIdentitySampler(labels, mods, num_identities=1, num_instances=2, epoch_unit=unit))
+        ...  for unit in ("images", "identities")]
+        [2, 3]
     """
 
     def __init__(
@@ -136,6 +151,7 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         num_batches: int | None = None,
+        epoch_unit: str = "images",
     ) -> None:
         for name, value, low in (
             ("num_identities", num_identities, 1),
@@ -145,28 +161,30 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
             ("rank", rank, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
         if rank >= world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+            raise UserError(f"rank must be in [0, world_size={world_size}), got {rank}")
         if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1):
-            raise ValueError(f"num_batches must be a positive integer or None, got {num_batches!r}")
+            raise UserError(f"num_batches must be a positive integer or None, got {num_batches!r}")
+        if epoch_unit not in EPOCH_UNITS:
+            raise UserError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {epoch_unit!r}")
 
         if modalities is None:
             source = getattr(samples_or_labels, "samples", samples_or_labels)
             samples = list(source)  # type: ignore[arg-type]
             if not all(isinstance(s, Sample) for s in samples):
-                raise ValueError("pass a sequence of Sample, or labels together with modalities")
-            labels = np.asarray([s.identity for s in samples], dtype=np.int64)
-            mods = np.asarray([s.modality for s in samples], dtype=np.int64)
+                raise UserError("pass a sequence of Sample, or labels together with modalities")
+            labels = _as_int_array([s.identity for s in samples], "sample identities")
+            mods = _as_int_array([s.modality for s in samples], "sample modalities")
         else:
             labels = _as_int_array(samples_or_labels, "labels")
             mods = _as_int_array(modalities, "modalities")
             if labels.size != mods.size:
-                raise ValueError(f"labels and modalities must have the same length, got {labels.size} and {mods.size}")
+                raise UserError(f"labels and modalities must have the same length, got {labels.size} and {mods.size}")
         bad = ~np.isin(mods, (VISIBLE, THERMAL))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"modalities must be 0 (visible) or 1 (thermal); index {i} holds {mods[i]}")
+            raise UserError(f"modalities must be 0 (visible) or 1 (thermal); index {i} holds {mods[i]}")
 
         identities, inverse = np.unique(labels, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
@@ -180,13 +198,14 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         ]
         if lacking:
             more = f" and {len(lacking) - 10} more" if len(lacking) > 10 else ""
-            raise ValueError(
+            raise UserError(
                 "every identity needs visible and thermal images: " + ", ".join(lacking[:10]) + more
             )
         group = int(num_identities) * int(world_size)
         if identities.size < group:
-            raise ValueError(
-                f"need at least num_identities * world_size = {group} identities, got {identities.size}"
+            raise UserError(
+                f"need at least num_identities * world_size = {group} training identities "
+                f"({num_identities} * {world_size}), got {identities.size}: lower num_identities (-P)"
             )
         self.identities = identities
         self.num_identities = int(num_identities)
@@ -194,7 +213,14 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         self.seed = int(seed)
         self.rank = int(rank)
         self.world_size = int(world_size)
-        self.num_batches = num_batches if num_batches is not None else math.ceil(identities.size / group)
+        self.epoch_unit = epoch_unit
+        if num_batches is None:
+            if epoch_unit == "images":
+                larger = max(int((mods == VISIBLE).sum()), int((mods == THERMAL).sum()))
+                num_batches = math.ceil(larger / (group * int(num_instances)))
+            else:
+                num_batches = math.ceil(identities.size / group)
+        self.num_batches = num_batches
         self.epoch = 0
 
     @property
@@ -205,7 +231,7 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields (non-negative)."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+            raise UserError(f"epoch must be a non-negative integer, got {epoch!r}")
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -247,7 +273,7 @@ def split_batch(
     check_same_length("labels", labels, "modalities", modalities)
     n = labels.shape[0]
     if n % 2:
-        raise ValueError(f"a cross-modality batch has an even size (visible half + thermal half), got {n}")
+        raise UserError(f"a cross-modality batch has an even size (visible half + thermal half), got {n}")
     h = n // 2
     if validate:
         check_values(

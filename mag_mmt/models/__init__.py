@@ -1,6 +1,7 @@
-"""Reference models: the paper's dual-path Swin and a small CPU CNN, one contract for both.
+"""Reference models: the paper's dual-path Swin, AGW's two-path ResNet-50 and a small CPU CNN,
+one contract for all.
 
-Both follow AGW's forward contract ``model(x1, x2, modal=0)`` (see
+All follow AGW's forward contract ``model(x1, x2, modal=0)`` (see
 :mod:`mag_mmt.models.heads`) and a timm-like split ``forward_features`` / ``forward_head``.
 :func:`build_model` builds one by name for the CLI.
 
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import torch  # noqa: F401  (used in the doctest)
 
+from .dual_resnet import AGW_NON_LOCAL, DualResNet50, NonLocal
 from .dual_swin import SWIN_T_CONFIG, SWIN_TINY_TEST_CONFIG, DualPathSwin, load_swin_state_dict
 from .heads import SHARE_POINTS, BNNeckHead, DualPathNet, GeMPool, gem_pool, parse_share_point
 from .small_cnn import SmallCNN
@@ -26,12 +28,13 @@ from .weights import SwinLoadReport, convert_swin_state_dict, detect_swin_layout
 
 MODELS: dict[str, Callable[..., DualPathNet]] = {
     "dual-swin": DualPathSwin,
+    "dual-resnet50": DualResNet50,
     "small-cnn": SmallCNN,
 }
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> DualPathNet:
-    """Build a registered model: ``"dual-swin"`` or ``"small-cnn"``.
+    """Build a registered model: ``"dual-swin"``, ``"dual-resnet50"`` (AGW's) or ``"small-cnn"``.
 
     ``kwargs`` go to the model's constructor (``share_point``, ``pretrained_path``,
     ``img_size``, ...). Raises ``ValueError`` for an unknown name.
@@ -44,6 +47,7 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> DualPathNet:
 
 
 __all__ = [
+    "AGW_NON_LOCAL",
     "MODELS",
     "SHARE_POINTS",
     "SWIN_T_CONFIG",
@@ -51,7 +55,9 @@ __all__ = [
     "BNNeckHead",
     "DualPathNet",
     "DualPathSwin",
+    "DualResNet50",
     "GeMPool",
+    "NonLocal",
     "SmallCNN",
     "SwinLoadReport",
     "build_model",
