@@ -30,6 +30,15 @@ comes from the heat values, which are drawn independently of the colours, plus t
 contrast of the pattern materials. Colour therefore cannot match across modalities (as in
 real RGB-IR data), while body shape, pattern layout, sleeves/trousers (skin is hot) and the
 bag are shared cues. Thermal images have three equal channels.
+
+The ``"bench"`` style (presets ``"bench"`` and ``"bench-large"``, the embedded benchmark of
+``docs/benchmark.md``) changes the identities, from its own random streams so that the
+classic presets render exactly as before: clothing colours come from a 10-colour palette (many
+people share a colour), a pattern's second colour always differs from the main one, stripes
+and checks are bolder, body shapes spread wider; heat is set mostly by the material (a small
+identity part plus a per-image jitter of each material's heat), so the thermal intensity level
+is a weak identity cue, while the pattern, a printed chest block and a cap differ from the
+clothes in colour *and* in heat and so show in both modalities. Heat stays independent of colour.
 """
 
 from __future__ import annotations
@@ -560,9 +569,11 @@ def make_synthetic(
     """Synthetic SYSU-like cross-modality data (see the module docstring).
 
     Args:
-        preset: ``"demo"`` (64 ids: 32 train / 32 test, 4 images per camera, 64 x 32 px)
-            or ``"large"`` (491 ids: 395 / 96, 10 per camera, 256 x 128 px); the keyword
-            arguments below override it.
+        preset: ``"demo"`` (64 ids: 32 train / 32 test, 4 images per camera, 64 x 32 px),
+            ``"large"`` (491 ids: 395 / 96, 10 per camera, 256 x 128 px), the benchmark's
+            ``"bench"`` (364 ids: 300 / 64, 4 per camera, 64 x 32 px, ``style="bench"``) or
+            ``"bench-large"`` (496 ids: 400 / 96, 10 per camera, 128 x 64 px, for a GPU);
+            the keyword arguments below override it.
         num_identities: identities in all; ``num_train_identities`` of them (the lowest ids)
             train, the rest test.
         images_per_camera: images per identity per camera (6 cameras).
@@ -572,7 +583,9 @@ def make_synthetic(
             ``gallery`` = visible test images; ``True``: every test image in both lists, so
             :func:`~mag_mmt.data.records.query_gallery` gives both search directions.
         cache: render every image once on first use and keep it (default: when it needs
-            at most 256 MiB, so for ``"demo"`` but not ``"large"``).
+            at most 256 MiB, so for ``"demo"`` and ``"bench"`` but not the large presets).
+        style: the generator: ``"classic"`` (``"demo"``, ``"large"``) or ``"bench"`` (see the
+            module docstring); default: the preset's.
 
     Returns:
         :class:`ReIDData` named ``"synthetic"``; ``loader`` is a :class:`SyntheticRenderer`;
