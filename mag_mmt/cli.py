@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
+from .data.synthetic import SYNTHETIC_PRESETS
 from .errors import UserError
 
 
@@ -59,7 +60,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", choices=DATASETS, default="synthetic",
                    help="dataset: embedded synthetic data, SYSU-MM01, RegDB or a CSV manifest")
     g.add_argument("--root", help="dataset folder (sysu, regdb) or manifest CSV file (manifest)")
-    g.add_argument("--synthetic-preset", default=None, choices=("demo", "large"),
+    g.add_argument("--synthetic-preset", default=None, choices=sorted(SYNTHETIC_PRESETS),
                    help="synthetic data size (default: demo; eval: the checkpoint's)")
     g.add_argument("--regdb-trial", type=int, default=1, help="RegDB split 1..10")
     g.add_argument("--img-size", type=_pair(int), default=None, metavar="H,W",
