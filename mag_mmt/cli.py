@@ -33,8 +33,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
 from .data.synthetic import SYNTHETIC_PRESETS
+from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
 from .errors import UserError
 
 
