@@ -199,6 +199,24 @@ def test_step_adds_no_host_sync_until_a_row(tmp_path):
         torch.Tensor.tolist = real
 
 
+@pytest.mark.gpu
+def test_step_on_cuda_does_not_synchronise_between_rows(tmp_path):
+    log = RunLog(tmp_path, every=3, tensorboard=False)
+    x = torch.rand(5, device="cuda")
+    parts = type("Parts", (), {"mman": x[3], "mmap": x[4]})()
+    log.step(3, 1, 0.1, x[0], x[1], x[2], parts)  # a row: warm-up, kernels
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        log.step(4, 1, 0.1, x[0], x[1], x[2], parts)
+        log.step(5, 1, 0.1, x[0], x[1], x[2], parts)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    log.close(plot=False)
+    rows = read_history(tmp_path)
+    assert [r["step"] for r in rows] == [3, 5]
+    assert rows[1]["mmap"] == pytest.approx(float(x[4]), rel=1e-5)
+
+
 def test_resume_truncates_rows_after_the_checkpoint_step(tmp_path):
     log = RunLog(tmp_path, every=1, tensorboard=False)
     for step in range(1, 6):
