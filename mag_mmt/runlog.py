@@ -13,7 +13,8 @@
   :meth:`RunLog.reopen`).
 
 ``history.csv`` is appended to row by row (a killed run leaves every finished row);
-``history.json`` (``{"rows": [...], "history": [epoch rows], "final": {...}}``) is rewritten
+``history.json`` (``{"rows": [...], "history": [the engine's epoch records, with every field],
+"final": {...}}``) is rewritten
 at the end of each epoch and of the run. Resuming at step ``S`` keeps the rows up to ``S`` and
 drops the rest (written after the checkpoint the run resumes from), so the resumed run
 continues the same files without duplicate steps; TensorBoard is told the same with
@@ -89,11 +90,14 @@ class RunLog:
         self._last: tuple[int, int, float] = (0, 0, 0.0)  # step, epoch, lr of the last step added
         self._writer = None
         self._final: dict[str, Any] | None = None
+        self._history: list[dict[str, Any]] = []  # the engine's full epoch records (JSON "history")
         if not enabled:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         if start_step > 0 and (self.csv_path.exists() or self.json_path.exists()):
             self.rows = [r for r in read_history(self.out) if int(r.get("step", 0)) <= start_step]
+            last_epoch = max((r.get("epoch", 0) for r in self.rows if r["kind"] == "epoch"), default=0)
+            self._history = [h for h in _json_history(self.json_path) if h.get("epoch", 0) <= last_epoch]
         self._write_csv(self.rows)  # a new file, or the kept rows
         if tensorboard:
             self._writer = _tb_writer(self.out / "tensorboard", purge_step=start_step + 1)
@@ -141,6 +145,7 @@ class RunLog:
             return
         self.flush()
         self._add({"kind": "epoch", "step": int(step), **_known(values)})
+        self._history.append(dict(values))
         self._write_json()
 
     def final(self, metrics: Mapping[str, Any]) -> None:
@@ -190,7 +195,7 @@ class RunLog:
 
     def _write_json(self) -> None:
         payload: dict[str, Any] = {"rows": self.rows,
-                                   "history": [r for r in self.rows if r["kind"] == "epoch"]}
+                                   "history": self._history}
         final = self._final or next(
             ({k: r[k] for k in _EVAL if k in r} for r in reversed(self.rows) if r["kind"] == "final"), None)
         if final is not None:
@@ -198,6 +203,16 @@ class RunLog:
         from .engine import write_json
 
         write_json(self.json_path, payload)
+
+
+def _json_history(path: Path) -> list[dict[str, Any]]:
+    """The ``"history"`` entry of a ``history.json`` (``[]`` when absent or unreadable)."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    history = payload.get("history") if isinstance(payload, dict) else None
+    return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
 
 
 def _round(value: Any) -> Any:

@@ -76,6 +76,7 @@ def test_train_writes_history_tensorboard_and_curves(tmp_path, data):
     epochs = [r for r in rows if r["kind"] == "epoch"]
     for r, h in zip(epochs, result.history):  # the epoch rows are the engine's history
         assert r["loss"] == pytest.approx(h["loss"], rel=1e-6) and r["rank1"] == pytest.approx(h["rank1"], rel=1e-6)
+    assert json.loads((out / "history.json").read_text())["history"] == result.history  # every field, cmc too
     # epoch 1's mean is the mean of its step rows weighted by their steps (2 and 1)
     assert epochs[0]["id_loss"] == pytest.approx((2 * rows[0]["id_loss"] + rows[1]["id_loss"]) / 3, rel=1e-5)
     scalars = _scalars(out / "tensorboard")
@@ -103,7 +104,8 @@ def test_resume_continues_history_without_duplicates(tmp_path, data):
     with SummaryWriter(str(run / "tensorboard")) as writer:
         writer.add_scalar("train/loss", 99.0, 5)
     assert 5 in [s for s, _ in _scalars(run / "tensorboard")["train/loss"]]
-    train(_cfg(run, resume=True), data=data, log=None)
+    resumed = train(_cfg(run, resume=True), data=data, log=None)
+    assert json.loads((run / "history.json").read_text())["history"] == resumed.history
     rows, expected = read_history(run), read_history(straight)
     assert [(r["kind"], r["step"]) for r in rows] == [(r["kind"], r["step"]) for r in expected]
     for r, e in zip(rows, expected):
