@@ -1,6 +1,6 @@
 """PNG pictures with PIL: a generic image grid, the MAG figure (visible, thermal,
 visible', thermal' per row, like Figure 6 of the paper), CMC curves, training curves (one
-panel per logged quantity, one line per run) and a table rendered as a picture."""
+panel per logged quantity, one line per run; or one run's step log) and a table rendered as a picture."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["to_uint8_image", "save_image_grid", "save_augmentation_grid", "save_cmc_plot",
-           "save_training_curves", "save_table_image"]
+           "save_training_curves", "save_table_image", "plot_training_curves"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -354,3 +354,84 @@ def save_table_image(
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out, format="PNG")
     return out
+#: what :func:`plot_training_curves` draws by default, with the panel titles
+CURVE_TITLES = {"loss": "loss (total)", "id_loss": "CE (identity)", "triplet_loss": "triplet",
+                "mman": "MMAN", "mmap": "MMAP", "lr": "learning rate", "rank1": "rank-1 (eval)",
+                "mAP": "mAP (eval)"}
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _curve_panel(title: str, xs: np.ndarray, ys: np.ndarray, xlabel: str, colour: "tuple[int, int, int]",
+                 size: "tuple[int, int]" = (300, 190)) -> np.ndarray:
+    """One small line chart as an (H, W, 3) uint8 array: title, y range ticks, x label."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    left, right, top, bottom = 58, 12, 22, 34
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+    xmin, xmax = float(xs.min()), float(xs.max())
+    ymin, ymax = _nice_range([float(y) for y in ys])
+
+    def px(x: float, y: float) -> "tuple[float, float]":
+        fx = 0.5 if xmax == xmin else (x - xmin) / (xmax - xmin)
+        return x0 + fx * (x1 - x0), y0 + (y - ymin) / (ymax - ymin) * (y1 - y0)
+
+    for frac in (0.0, 0.5, 1.0):
+        value = ymin + frac * (ymax - ymin)
+        _, y = px(xmin, value)
+        draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
+        draw.text((4, y - 6), f"{value:.3g}", fill=(60, 60, 60))
+    draw.rectangle([x0, y1, x1, y0], outline=(0, 0, 0))
+    draw.text((x0, 5), title, fill=(0, 0, 0))
+    draw.text((x0, y0 + 4), f"{xmin:g}", fill=(60, 60, 60))
+    last = f"{xmax:g}"
+    draw.text((x1 - 6 * len(last), y0 + 4), last, fill=(60, 60, 60))
+    draw.text(((x0 + x1) / 2 - 3 * len(xlabel), height - 15), xlabel, fill=(60, 60, 60))
+    points = [px(float(x), float(y)) for x, y in zip(xs, ys)]
+    if len(points) > 1:
+        draw.line(points, fill=colour, width=2)
+    if len(points) <= 40:
+        for x, y in points:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+    return np.asarray(img)
+
+
+def plot_training_curves(rows: "list[dict]", path: PathLike, keys: "Optional[Sequence[str]]" = None) -> Path:
+    """Write a PNG of training curves: one small panel per quantity against the step.
+
+    ``rows`` are history rows (:func:`mag_mmt.runlog.read_history`): dicts with a ``step``
+    (else ``epoch``) and any of ``keys`` (default: loss, CE, triplet, MMAN, MMAP, learning
+    rate, rank-1, mAP; see :data:`CURVE_TITLES`). A quantity the per-step rows
+    (``kind == "step"``) hold is drawn from them, otherwise from every row holding it (the
+    epoch and final evaluations). Quantities no row holds are left out; ``ValueError`` when
+    nothing is left to draw. Returns the path written.
+
+    Example:
+        >>> import tempfile
+        >>> rows = [{"kind": "step", "step": s, "loss": 2.0 / s, "lr": 0.01} for s in (1, 2, 3)]
+        >>> rows.append({"kind": "epoch", "step": 3, "rank1": 0.4, "mAP": 0.3})
+        >>> plot_training_curves(rows, tempfile.mkdtemp() + "/curves.png").name
+        'curves.png'
+    """
+    keys = list(CURVE_TITLES) if keys is None else list(keys)
+    xkey = "step" if any(_finite(r.get("step")) for r in rows) else "epoch"
+    panels = []
+    for i, key in enumerate(keys):
+        usable = [r for r in rows if _finite(r.get(key)) and _finite(r.get(xkey))]
+        per_step = [r for r in usable if r.get("kind") == "step"]
+        chosen = per_step or usable
+        if not chosen:
+            continue
+        xs = np.array([float(r[xkey]) for r in chosen])
+        ys = np.array([float(r[key]) for r in chosen])
+        order = np.argsort(xs, kind="stable")
+        panels.append(_curve_panel(CURVE_TITLES.get(key, key), xs[order], ys[order], xkey,
+                                   _PALETTE[i % len(_PALETTE)]))
+    if not panels:
+        raise ValueError(f"no row holds a finite value of {keys} (with a step or epoch) to draw")
+    return save_image_grid(path, [panels[i:i + 3] for i in range(0, len(panels), 3)])
