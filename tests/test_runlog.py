@@ -274,7 +274,7 @@ def test_plot_training_curves_panels_and_errors(tmp_path):
     two = plot_training_curves(rows, tmp_path / "two.png")  # loss and lr: the others have no values
     w1, h1 = Image.open(one).size
     w2, h2 = Image.open(two).size
-    assert h1 == h2 and w2 > 1.8 * w1
+    assert h1 == h2 and w2 - w1 >= 300  # a second panel beside the first
     _check_png(one)
     pixels = np.asarray(Image.open(one).convert("RGB")).astype(int)
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 100).sum() > 50  # the coloured curve is drawn
