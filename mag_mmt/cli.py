@@ -9,6 +9,7 @@ Examples::
     mag-mmt train --data sysu --root /data/SYSU-MM01 --model dual-swin \\
         --pretrained swin_t-704ceda3.pth --epochs 60 --out runs/sysu
     torchrun --nproc_per_node 4 -m mag_mmt.cli train --data sysu --root /data/SYSU-MM01 ...
+    mag-mmt train --recipe agw --data sysu --root /data/SYSU-MM01 --pretrained resnet50-0676ba61.pth --dry-run
     mag-mmt eval --data sysu --root /data/SYSU-MM01 --checkpoint runs/sysu/last.pt --full
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
@@ -273,6 +274,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                    for name in cfg.to_dict() if name != "recipe"}
         print(json.dumps({"recipe": cfg.recipe, "config": cfg.to_dict(), "sources": sources}, indent=2))
         return 0
+    if cfg.recipe and cfg.model != "small-cnn" and not cfg.pretrained and not cfg.init:
+        print(f"mag-mmt: warning: --recipe {cfg.recipe} starts from ImageNet weights in its source; "
+              "pass --pretrained FILE (a local torchvision file) to match it", file=sys.stderr)
     result = engine.train(cfg)
     size = engine.image_size(cfg, result.data)
     rank, world, _ = engine.dist_setup()

@@ -15,6 +15,12 @@ One training step (docs/method.md describes each part)::
       -> model(visible, thermal) -> (feat, logits)
       -> loss = id_weight * CE(logits, labels) + triplet_weight * triplet(feat, labels, modalities)
 
+With ``augment="reid"`` (every ``--recipe``, docs/recipes.md) the flip/MAG/normalise part is
+the batched :class:`~mag_mmt.transforms.CrossModalAugment` instead: pad + crop, flip, jitter,
+MAG, normalise, channel-wise erasing and CAJ's channel operations, with ``visible_views``
+visible views per pair. With ``val`` set, ``eval_every`` scores a validation split (never the
+test set) and keeps the best epoch as ``OUT/best.pt``.
+
 **Epochs.** By default (``epoch_unit="images"``) an epoch is AGW's and CAJ's: one pass over
 the larger modality's training images, shared by all ranks, i.e.
 ``ceil(max(n_visible, n_thermal) / (P * K * world_size))`` steps per rank. ``"identities"``
