@@ -230,6 +230,8 @@ class TrainConfig:
             raise UserError(f"backbone_lr_mult must be > 0, got {self.backbone_lr_mult}")
         if self.val_identities <= 0 or (self.val_identities >= 1 and self.val_identities != int(self.val_identities)):
             raise UserError(f"val_identities must be an integer >= 1 or a fraction in (0, 1), got {self.val_identities}")
+        if self.val != "none" and self.eval_every < 1:
+            raise UserError(f"val={self.val!r} selects on validation every eval_every epochs: set eval_every >= 1")
         if self.augment == "basic" and (self.erase_p or self.channel_exchange or self.adaptive_gray_p
                                         or self.jitter or self.visible_views != 1):
             raise UserError("erasing, channel exchange, adaptive gray, jitter and a second visible view need "

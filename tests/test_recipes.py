@@ -129,6 +129,8 @@ def test_bad_fields_are_user_errors():
         TrainConfig(share_point="F9").validate()
     with pytest.raises(UserError, match="val_identities"):
         TrainConfig(val_identities=2.5).validate()
+    with pytest.raises(UserError, match="eval_every"):
+        TrainConfig(val="holdout").validate()
 
 
 def test_share_point_stem_is_the_stem_only():
