@@ -4,6 +4,8 @@ Shape, dtype and device checks cost nothing and always run. Checks of *values* (
 ranges, modality codes) need the host to read device memory; they are grouped into as few
 reductions as possible and callers expose a ``validate=`` switch so the hot path can run
 with zero host syncs. Under ``torch.compile`` tracing value checks are skipped.
+Failed checks raise :class:`~mag_mmt.errors.UserError` (a ``ValueError``); a wrong type
+raises ``TypeError``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from .errors import UserError
 
 _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
@@ -31,26 +35,26 @@ def check_tensor(x: object, name: str, ndim: int | Sequence[int] | None = None) 
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.dim() not in allowed:
             want = " or ".join(str(a) for a in allowed)
-            raise ValueError(f"{name} must have {want} dimensions, got shape {tuple(x.shape)}")
+            raise UserError(f"{name} must have {want} dimensions, got shape {tuple(x.shape)}")
     return x
 
 
 def check_integer(x: torch.Tensor, name: str) -> torch.Tensor:
     """``x`` must hold an integer dtype (bool and floating labels are rejected)."""
     if x.dtype not in _INTEGER_DTYPES:
-        raise ValueError(f"{name} must have an integer dtype, got {x.dtype}")
+        raise UserError(f"{name} must have an integer dtype, got {x.dtype}")
     return x
 
 
 def check_floating(x: torch.Tensor, name: str) -> torch.Tensor:
     if not x.is_floating_point():
-        raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
+        raise UserError(f"{name} must have a floating dtype, got {x.dtype}")
     return x
 
 
 def check_same_length(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.shape[0] != b.shape[0]:
-        raise ValueError(
+        raise UserError(
             f"{name_a} and {name_b} must have the same length, got {a.shape[0]} and {b.shape[0]}"
         )
 
@@ -59,11 +63,11 @@ def check_same_device(**tensors: torch.Tensor) -> None:
     devices = {n: t.device for n, t in tensors.items()}
     if len(set(devices.values())) > 1:
         listing = ", ".join(f"{n} on {d}" for n, d in devices.items())
-        raise ValueError(f"all inputs must be on one device, got {listing}")
+        raise UserError(f"all inputs must be on one device, got {listing}")
 
 
 def check_values(checks: Sequence[tuple[torch.Tensor, str]]) -> None:
-    """Raise ``ValueError`` with the message of the first failed check.
+    """Raise :class:`~mag_mmt.errors.UserError` (a ``ValueError``) with the message of the first failed check.
 
     ``checks`` pairs a 0-d boolean tensor (True = fine) with its error message. All conditions
     are read back in a single host transfer. Skipped while compiling.
@@ -73,4 +77,4 @@ def check_values(checks: Sequence[tuple[torch.Tensor, str]]) -> None:
     flags = torch.stack([c.reshape(()) for c, _ in checks]).tolist()
     for ok, (_, message) in zip(flags, checks):
         if not ok:
-            raise ValueError(message)
+            raise UserError(message)

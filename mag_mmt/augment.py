@@ -623,11 +623,20 @@ class StackedModalityAugment(IntensityAugmentationBase2D, _ExchangeOptions):
         flags: Dict[str, object],
         transform: Optional[Tensor] = None,
     ) -> Tensor:
-        n = input.shape[0] // 2
-        if input.shape[0] != 2 * n or params["boxes"].shape[0] != n:
-            raise ValueError(
-                f"stacked input of {input.shape[0]} images does not match params for {params['boxes'].shape[0]} pairs"
-            )
+        n = params["boxes"].shape[0]
+        boxes = params["boxes"].to(input.device)
         apply = params["batch_prob"][:n].to(input.device) > 0.5
-        v, t = modality_exchange(input[:n], input[n:], params["boxes"].to(input.device), apply)
+        if input.shape[0] != 2 * n:
+            # kornia < 0.9 calls apply_transform with only the rows whose flag is set (when some,
+            # not all, are): the applied pairs' visible rows, then their thermal rows, in order.
+            # Select the same pairs' boxes (boolean indexing: a host sync, as kornia's own there).
+            boxes = boxes[apply]
+            if input.shape[0] != 2 * boxes.shape[0]:
+                raise ValueError(
+                    f"stacked input of {input.shape[0]} images does not match params for {n} pairs "
+                    f"({boxes.shape[0]} applied)"
+                )
+            apply = torch.ones(boxes.shape[0], dtype=torch.bool, device=input.device)
+        k = boxes.shape[0]
+        v, t = modality_exchange(input[:k], input[k:], boxes, apply)
         return torch.cat([v, t], dim=0)

@@ -14,6 +14,11 @@ Examples::
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
     mag-mmt convert-checkpoint old/last.pt runs/sysu/last.pt   # a mag-mmt/1 file, rewritten safely
+
+Mistakes in the input (a missing root, a truncated image, a bad argument, a truncated
+checkpoint...) raise :class:`mag_mmt.errors.UserError`; :func:`main` prints them as
+``mag-mmt: error: ...`` with exit status 2 and no traceback (``--debug`` adds it). Any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ import json
 import math
 import shlex
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
+from .errors import UserError
 
 
-class CLIError(Exception):
+class CLIError(UserError):
     """A bad argument, reported as ``mag-mmt: error: ...`` with exit code 2."""
 
 
@@ -79,7 +86,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="triplet term: multi-masking (paper), batch-hard, weighted-regularised (AGW) or none")
     g.add_argument("--margin", type=float, default=0.3, help="m1")
     g.add_argument("--pos-margin", type=float, default=0.1, help="m2 (MMT only)")
-    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda (MMT only)")
+    g.add_argument("--pos-weight", type=float, default=1.0, help="lambda, weight of MMAP (MMT only; 0: MMAN alone)")
+    g.add_argument("--mman-weight", type=float, default=1.0, help="weight of MMAN (MMT only; 0: MMAP alone)")
     g.add_argument("--id-weight", type=float, default=1.0)
     g.add_argument("--triplet-weight", type=float, default=1.0)
     g = p.add_argument_group("modality augmentation (MAG)")
@@ -181,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Modality augmentation (MAG) and multi-masking triplet loss (MMT) for "
         "visible-infrared person re-identification.",
     )
+    debug_help = "on an input error, also print the Python traceback"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,pretrain,convert-checkpoint}")
 
     p = sub.add_parser("train", help="train a model")
@@ -191,8 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(data=None, regdb_trial=None)  # default: the checkpoint's dataset
     p.add_argument("--checkpoint", required=True, help="a training checkpoint (OUT/last.pt)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
-                   help="sysu, regdb or npu (default: the dataset's own)")
-    p.add_argument("--full", action="store_true", help="every setting (SYSU: all/indoor x single/multi)")
+                   help="sysu, regdb or npu (default: the dataset's own: SYSU-MM01 and synthetic sysu, "
+                   "RegDB regdb, manifest npu)")
+    p.add_argument("--full", action="store_true",
+                   help="every setting of the protocol (sysu: all/indoor x single/multi-shot; regdb: both "
+                   "directions; npu: both directions x all/each scene x single/multi-shot)")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--flip", action="store_true", help="average features of image and its mirror")
     p.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean",
@@ -245,26 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    for command in sub.choices.values():  # --debug also after the command; SUPPRESS keeps the global value
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
 def _check_data_args(args: argparse.Namespace) -> None:
     from .engine import check_data_source
 
-    try:
-        check_data_source(args.data, args.root)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    check_data_source(args.data, args.root)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import engine
 
     cfg = train_config(args)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    cfg.validate()
     if args.dry_run:
         from .recipes import RECIPES
 
@@ -286,7 +295,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result.stopped_early and rank == 0:
         metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
         print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
-              f"mINP {100 * metrics['mINP']:.2f}%")
+              f"mINP {100 * metrics['mINP']:.2f}%  ({metrics['setting']})")
         payload = {"history": result.history, "final": metrics}
         if result.best_checkpoint is not None:  # the checkpoint chosen on validation, tested once, at the end
             best, _, _ = engine.model_from_checkpoint(str(result.best_checkpoint), next(result.model.parameters()).device)
@@ -341,8 +350,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import engine
-    from .checkpoint import CheckpointError
-    from .errors import UserError
     from .evaluation import format_table
 
     if args.data is not None:
@@ -362,11 +369,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             rerank = ReRanking(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
         except ValueError as exc:
             raise CLIError(str(exc).replace("re-ranking ", "--rerank-").replace("lambda_value", "lambda")) from None
-    try:
-        device = engine.resolve_device(args.device)
-        model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
-    except (CheckpointError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    device = engine.resolve_device(args.device)
+    model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
     # what is not given on the command line comes from the checkpoint's training run
     if args.data is not None:
         cfg.data, cfg.root = args.data, args.root
@@ -378,16 +382,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.regdb_trial = args.regdb_trial
     try:
         engine.check_data_source(cfg.data, cfg.root)
-    except ValueError as exc:
+    except UserError as exc:
         raise CLIError(f"{exc} (dataset of the checkpoint; pass --data/--root)") from None
     data = engine.load_data(cfg)
     size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
-    try:
-        results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
-                                      device=device, flip=args.flip, full=args.full, distance=args.distance,
-                                      gallery_sampling=args.gallery_sampling, rerank=rerank)
-    except UserError as exc:
-        raise CLIError(str(exc)) from None
+    results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
+                                  device=device, flip=args.flip, full=args.full, distance=args.distance,
+                                  gallery_sampling=args.gallery_sampling, rerank=rerank)
     print(format_table(list(results.values())))
     if args.json:
         engine.write_json(args.json, {name: r.summary() for name, r in results.items()})
@@ -435,16 +436,22 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    A :class:`~mag_mmt.errors.UserError` (bad data, arguments or checkpoint) is printed as
+    the usage line and ``mag-mmt: error: <message>`` and exits with status 2 (``SystemExit``,
+    as argparse does); ``--debug`` prints its traceback first. Other exceptions propagate
+    with their traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
-    except CLIError as exc:
-        parser.error(str(exc))  # exits with status 2
-    except FileNotFoundError as exc:
-        print(f"mag-mmt: error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        parser.error(str(exc))  # usage + "mag-mmt: error: ...", exit status 2
     return 0
 
 

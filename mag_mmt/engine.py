@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -58,13 +59,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data.records import ReIDData, Sample
+from .data.records import DATASET_PROTOCOLS, ReIDData, Sample
 from .data.sampler import EPOCH_UNITS
 from .errors import UserError
 
 DATASETS = ("synthetic", "sysu", "regdb", "manifest")
 LOSSES = ("mmt", "batch-hard", "wrt", "adp", "none")
-PROTOCOLS = ("sysu", "regdb", "npu")
+PROTOCOLS = DATASET_PROTOCOLS  # evaluation protocols: sysu, regdb, npu
 #: TrainConfig fields that may differ when a run is resumed (they do not change what is trained)
 RESUME_MAY_CHANGE = frozenset({
     "epochs", "max_steps", "checkpoint_every", "eval_every", "eval_trials", "progress", "num_workers",
@@ -103,7 +104,8 @@ class TrainConfig:
     loss: str = "mmt"
     margin: float = 0.3
     pos_margin: float = 0.1
-    pos_weight: float = 1.0
+    pos_weight: float = 1.0  # lambda: weight of MMAP (MMT only)
+    mman_weight: float = 1.0  # weight of MMAN (MMT only); 0 = MMAP alone
     id_weight: float = 1.0
     triplet_weight: float = 1.0
     # augmentation
@@ -165,40 +167,43 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
-        """Check the configuration before any work starts (``ValueError`` names the field)."""
+        """Check the configuration before any work starts (:class:`UserError` names the field)."""
         check_data_source(self.data, self.root)
         from .models import MODELS
 
         if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
+            raise UserError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+            raise UserError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         for name in ("epochs", "num_identities", "num_instances"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epoch_unit not in EPOCH_UNITS:
-            raise ValueError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {self.epoch_unit!r}")
+            raise UserError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {self.epoch_unit!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+            raise UserError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+            raise UserError(f"max_steps must be >= 1, got {self.max_steps}")
+        for name in ("mman_weight", "pos_weight"):
+            if not 0.0 <= getattr(self, name) < math.inf:  # NaN fails too
+                raise UserError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.mag_p <= 1.0:
-            raise ValueError(f"mag_p must be in [0, 1], got {self.mag_p}")
+            raise UserError(f"mag_p must be in [0, 1], got {self.mag_p}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UserError(f"lr must be > 0, got {self.lr}")
         for name in ("pretrained", "init"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
-                raise ValueError(f"--{name} file {value!r} does not exist")
+                raise UserError(f"--{name} file {value!r} does not exist")
         if not isinstance(self.model_kwargs, dict) or not all(isinstance(k, str) for k in self.model_kwargs):
-            raise ValueError(f"model_kwargs must be a dict of keyword arguments, got {self.model_kwargs!r}")
+            raise UserError(f"model_kwargs must be a dict of keyword arguments, got {self.model_kwargs!r}")
         reserved = {"num_classes", "share_point", "pretrained_path"} & set(self.model_kwargs)
         if reserved:
-            raise ValueError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
+            raise UserError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
         if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
-            raise ValueError(f"img_size must be (H, W) with H, W >= 8, got {self.img_size}")
+            raise UserError(f"img_size (--img-size) must be (H, W) with H, W >= 8, got {self.img_size}")
         self._validate_recipe_fields()
 
     def _validate_recipe_fields(self) -> None:
@@ -239,18 +244,18 @@ class TrainConfig:
 
 
 def check_data_source(data: str, root: str | None) -> None:
-    """``data`` names a known dataset and ``root`` exists where it needs one (``ValueError``)."""
+    """``data`` names a known dataset and ``root`` exists where it needs one (:class:`UserError`)."""
     if data not in DATASETS:
-        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
     if data == "synthetic":
         return
     if not root:
-        raise ValueError(f"--root is required with --data {data}")
+        raise UserError(f"--root is required with --data {data}")
     path = Path(root)
     if data == "manifest" and not path.is_file():
-        raise ValueError(f"manifest file {root!r} does not exist")
+        raise UserError(f"--root: manifest file {root!r} does not exist")
     if data != "manifest" and not path.is_dir():
-        raise ValueError(f"dataset root {root!r} is not a folder")
+        raise UserError(f"--root: dataset root {root!r} is not a folder")
 
 
 @dataclass
@@ -281,7 +286,7 @@ def resolve_device(name: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+        raise UserError(f"device {name!r} asked for, but CUDA is not available")
     return device
 
 
@@ -347,6 +352,7 @@ def build_triplet(cfg: TrainConfig, cross_rank: bool = False) -> nn.Module | Non
     if cfg.loss == "mmt":
         return MultiMaskingTripletLoss(
             margin=cfg.margin, pos_margin=cfg.pos_margin, pos_weight=cfg.pos_weight,
+            mman_weight=cfg.mman_weight,
             cross_rank=cross_rank, validate=False,
         )
     if cfg.loss == "batch-hard":
@@ -835,15 +841,17 @@ def normalize_images_single(x: torch.Tensor) -> torch.Tensor:
 
 def evaluate_model(model: nn.Module, data: ReIDData, size: tuple[int, int], *, trials: int = 10,
                    device: torch.device | None = None, flip: bool = False) -> dict[str, Any]:
-    """The headline numbers of ``data``'s main protocol: ``rank1``, ``mAP``, ``mINP`` and ``cmc``.
+    """The headline numbers of ``data``'s main setting: ``rank1``, ``mAP``, ``mINP``, ``cmc``
+    and ``setting`` (its name).
 
-    Synthetic and SYSU-MM01 data: thermal-to-visible all-search single-shot (SYSU rules);
-    RegDB: visible-to-thermal; manifest data: visible-to-thermal all-search single-shot.
+    The protocol is ``data.protocol`` (see :func:`run_protocol`); the main setting is
+    SYSU-MM01 (and synthetic data): thermal-to-visible all-search single-shot; RegDB:
+    visible-to-thermal; manifest data: visible-to-thermal all-search single-shot.
     """
     result = run_protocol(model, data, size, trials=trials, device=device, flip=flip)
     main = next(iter(result.values()))
     return {"rank1": float(main.cmc[0]), "mAP": float(main.mAP), "mINP": float(main.mINP),
-            "cmc": [float(v) for v in main.cmc]}
+            "cmc": [float(v) for v in main.cmc], "setting": main.name}
 
 
 def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, protocol: str | None = None,
@@ -852,25 +860,36 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
                  distance: str = "euclidean") -> dict[str, Any]:
     """Run an evaluation protocol on ``data``; returns ``{setting: ProtocolResult}`` (main first).
 
-    ``protocol``: ``"sysu"`` (default for SYSU-MM01 and synthetic data), ``"regdb"``
-    (default for RegDB) or ``"npu"`` (default for manifests). ``full`` runs every setting
-    (SYSU: all/indoor x single/multi), otherwise only the main one. ``gallery_sampling``
-    (``"agw"``: AGW's SYSU-MM01 galleries, single-shot), ``rerank`` and ``distance`` are
-    passed to the protocol functions (see ``docs/evaluation-options.md``).
+    ``protocol`` defaults to ``data.protocol``, which each reader sets for its kind of
+    dataset (never guessed from ``data.name``):
+
+    * ``"sysu"`` (SYSU-MM01, synthetic data): thermal-to-visible, all-search single-shot;
+      ``full``: all/indoor x single/multi-shot.
+    * ``"regdb"`` (RegDB): visible-to-thermal and thermal-to-visible, the whole other
+      modality as gallery (``full`` changes nothing).
+    * ``"npu"`` (manifests): visible-to-thermal and thermal-to-visible, all-search
+      single-shot; ``full``: both directions x all + each scene of
+      ``data.meta["camera_scene"]`` (e.g. indoor, outdoor) x single/multi-shot.
+
+    Directions the dataset does not have (no query or gallery of that modality) are left
+    out of ``"regdb"`` / ``"npu"``; a protocol that does not fit the data at all raises
+    :class:`~mag_mmt.errors.UserError`. ``gallery_sampling`` (``"agw"``: AGW's SYSU-MM01
+    galleries, single-shot), ``rerank`` and ``distance`` are passed to the protocol
+    functions (see ``docs/evaluation-options.md``).
     """
     from .evaluation import evaluate_cross_modality, evaluate_regdb, evaluate_sysu
-    from .errors import UserError
+    from .evaluation.protocols import DIRECTIONS
 
     if protocol is None:
-        protocol = {"regdb": "regdb", "manifest": "npu"}.get(data.name.lower(), "sysu")
+        protocol = data.protocol
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if gallery_sampling != "default" and protocol != "sysu":
         raise UserError(f"gallery sampling {gallery_sampling!r} applies to the SYSU-MM01 protocol, not {protocol!r}")
     options = {"rerank": rerank, "distance": distance}
+    qf = features(model, data.query, data, size, device, flip)
+    gf = qf if data.gallery == data.query else features(model, data.gallery, data, size, device, flip)
     if protocol == "sysu":
-        qf = features(model, data.query, data, size, device, flip)
-        gf = features(model, data.gallery, data, size, device, flip)
         settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
         out = {}
         for mode, shot in settings if full else settings[:1]:
@@ -878,16 +897,20 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
                                 gallery_sampling=gallery_sampling, **options)
             out[res.name] = res
         return out
+    query_mods = {s.modality for s in data.query}
+    gallery_mods = {s.modality for s in data.gallery}
+    directions = [d for d, qm in DIRECTIONS.items() if qm in query_mods and 1 - qm in gallery_mods]
+    if not directions:
+        raise UserError(
+            f"{data.name}: protocol {protocol!r} needs query images of one modality and gallery images of "
+            "the other; this dataset has none"
+        )
     if protocol == "regdb":
-        feats = features(model, data.query, data, size, device, flip)
-        gallery_feats = feats if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
-        res = evaluate_regdb(feats, gallery_feats, data.query, data.gallery, **options)
+        res = evaluate_regdb(qf, gf, data.query, data.gallery, directions=directions, **options)
         return {r.name: r for r in res.values()}
-    qf = features(model, data.query, data, size, device, flip)
-    gf = qf if data.gallery is data.query else features(model, data.gallery, data, size, device, flip)
     scenes = data.meta.get("camera_scene")
     res = evaluate_cross_modality(
-        qf, gf, data.query, data.gallery, camera_scene=scenes, trials=trials,
+        qf, gf, data.query, data.gallery, directions=directions, camera_scene=scenes, trials=trials,
         searches=None if full else ["all"], shots=("single", "multi") if full else ("single",), **options,
     )
     return {r.name: r for r in res.values()}

@@ -8,6 +8,8 @@ its traceback. ``UserError`` is a ``ValueError``, so ``except ValueError`` still
 >>> from mag_mmt.errors import UserError
 >>> issubclass(UserError, ValueError)
 True
+
+A missing file is a :class:`MissingFileError` (also a ``FileNotFoundError``).
 """
 
 from __future__ import annotations
@@ -15,3 +17,13 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """Input the user can fix: the message names the file, line, identity or argument."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named (or a list file names) does not exist.
+
+    Both a :class:`UserError` and a ``FileNotFoundError``, so either ``except`` catches it.
+
+    >>> issubclass(MissingFileError, FileNotFoundError) and issubclass(MissingFileError, UserError)
+    True
+    """

@@ -9,9 +9,11 @@ For an anchor ``a`` of modality ``M`` (``M'`` the other one) and the defaults
     P(a) = same identity, modality M', not a itself      N(a) = other identity, modality M'
     MMAN(a) = [ max_{p in P(a)} d(a,p) - min_{n in N(a)} d(a,n) + margin ]_+
     MMAP(a) = [ max_{p in P(a)} d(a,p) - min_{p in P(a)} d(a,p) - pos_margin ]_+
-    L = reduce over valid anchors of  MMAN(a) + pos_weight * MMAP(a)
+    L = reduce over valid anchors of  mman_weight * MMAN(a) + pos_weight * MMAP(a)
 
-An anchor is valid when ``P(a)`` and ``N(a)`` are both non-empty and it passes the
+``mman_weight`` (default 1) and ``pos_weight`` (lambda, default 1) make MMAN alone
+(``pos_weight=0``), MMAP alone (``mman_weight=0``) and both plain configurations. An anchor is
+valid when ``P(a)`` and ``N(a)`` are both non-empty (whatever the weights) and it passes the
 ``anchors`` switch; invalid anchors contribute 0 and are not counted by ``"mean"``. A batch
 without a valid anchor gives 0 with zero (finite) gradients.
 
@@ -28,6 +30,7 @@ traces it.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
@@ -75,9 +78,10 @@ AUTO_CHUNK_ELEMENTS = 1 << 22
 class MMTOutput(NamedTuple):
     """Loss and its parts, all tensors (reading them does not sync until you call ``.item()``).
 
-    ``loss = mman + pos_weight * mmap``; ``mman``/``mmap`` are reduced like the loss
-    (0-d for ``"mean"``/``"sum"``, ``(N,)`` for ``"none"``); ``num_valid`` is the 0-d int64
-    number of valid anchors the mean divides by (over all ranks with ``cross_rank=True``).
+    ``loss = mman_weight * mman + pos_weight * mmap``; ``mman``/``mmap`` are the unweighted
+    terms, reduced like the loss (0-d for ``"mean"``/``"sum"``, ``(N,)`` for ``"none"``);
+    ``num_valid`` is the 0-d int64 number of valid anchors the mean divides by (over all ranks
+    with ``cross_rank=True``).
     """
 
     loss: torch.Tensor
@@ -170,18 +174,38 @@ def _check_all(
         V.check_values(value_checks)
 
 
+def _check_weights(**weights: float) -> None:
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w < math.inf:  # NaN fails too
+            raise ValueError(f"{name} must be a finite number >= 0, got {w!r}")
+
+
+def _weighted(term: torch.Tensor, weight: float) -> torch.Tensor:
+    return term if weight == 1.0 else term * weight
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are the same tensor: the same object, or (eagerly, plain tensors)
+    views of the same memory with the same shape, strides, dtype and device. Metadata only: no
+    host sync. Tensor subclasses (fake, distributed, ...) count only as the same object."""
+    if a is b:
+        return True
+    if V.is_compiling() or type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.numel() == 0:
+        return False
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and a.device == b.device)
+
+
 # ----------------------------------------------------------------------------- masks and mining
 
 
-def _pair_keys(labels: torch.Tensor, modalities: torch.Tensor, which: str, anchor: bool) -> torch.Tensor:
-    """Integer keys such that ``anchor_key == ref_key`` iff same identity and the modality rule
-    holds: one broadcast comparison builds the positive mask."""
-    labels = labels.long()
+def _modality_rule(modalities: torch.Tensor, ref_modalities: torch.Tensor, which: str) -> torch.Tensor | None:
+    """``(A, M)`` mask of the pairs whose modalities pass the rule, ``None`` for ``"any"``."""
     if which == "any":
-        return labels
-    if which == "cross" and anchor:
-        return 2 * labels + (1 - modalities.long())
-    return 2 * labels + modalities.long()
+        return None
+    if which == "cross":
+        return modalities.unsqueeze(1) != ref_modalities.unsqueeze(0)
+    return modalities.unsqueeze(1) == ref_modalities.unsqueeze(0)
 
 
 def _pair_masks(
@@ -191,22 +215,18 @@ def _pair_masks(
     """``(A, M)`` boolean positive and negative masks; ``anchor_index[i]`` is the reference
     column holding anchor ``i`` itself (excluded from its positives), or ``None``.
 
-    Few ``(A, M)`` kernels: the positive mask is one comparison of combined keys; for the
-    paper's "cross"/"cross" the negative mask is ``cross_modality & ~positive`` in one more
-    comparison (``cross > positive`` on booleans)."""
-    pos = (_pair_keys(labels, modalities, positive_modality, True).unsqueeze(1)
-           == _pair_keys(ref_labels, ref_modalities, positive_modality, False).unsqueeze(0))
+    Labels and modalities are compared separately (no combined integer key, which would
+    overflow for labels near the int64 limits): one ``(A, M)`` comparison of the labels, one of
+    the modalities, then ``pos = same_id & modality_ok`` and ``neg = modality_ok & ~same_id``
+    (written ``modality_ok > same_id`` on booleans, one kernel)."""
+    same_id = labels.unsqueeze(1) == ref_labels.unsqueeze(0)
+    pos_mod = _modality_rule(modalities, ref_modalities, positive_modality)
+    pos = same_id if pos_mod is None else same_id & pos_mod
     if anchor_index is not None and positive_modality != "cross":  # "cross" never pairs a row with itself
         pos = pos.scatter(1, anchor_index.unsqueeze(1), False)
-    if negative_modality == "any":
-        return pos, labels.unsqueeze(1) != ref_labels.unsqueeze(0)
-    modality_ok = modalities.unsqueeze(1) != ref_modalities.unsqueeze(0)  # "cross"
-    if negative_modality == "same":
-        modality_ok = ~modality_ok
-    if positive_modality == negative_modality == "cross":
-        # pos = same identity & cross modality, so cross & other identity = cross & ~pos
-        return pos, modality_ok > pos
-    return pos, (labels.unsqueeze(1) != ref_labels.unsqueeze(0)) & modality_ok
+    neg_mod = pos_mod if negative_modality == positive_modality else _modality_rule(
+        modalities, ref_modalities, negative_modality)
+    return pos, (~same_id if neg_mod is None else neg_mod > same_id)
 
 
 def _anchor_selection(modalities: torch.Tensor, anchors: str) -> torch.Tensor | None:
@@ -310,6 +330,7 @@ def multi_masking_triplet_loss(
     margin: float = 0.3,
     pos_margin: float = 0.1,
     pos_weight: float = 1.0,
+    mman_weight: float = 1.0,
     positive_modality: ModalityChoice = "cross",
     negative_modality: ModalityChoice = "cross",
     anchors: AnchorChoice = "both",
@@ -333,7 +354,9 @@ def multi_masking_triplet_loss(
         modalities: ``(N,)`` integer, 0 = visible, 1 = thermal.
         margin: ``m1`` of MMAN (default 0.3, our default, not from the paper).
         pos_margin: ``m2`` of MMAP (default 0.1, ours).
-        pos_weight: ``lambda`` weighting MMAP (default 1.0, ours); 0 turns MMAP off (MMTN only).
+        pos_weight: ``lambda`` weighting MMAP (default 1.0, ours); 0 turns MMAP off (MMAN only).
+        mman_weight: weight of MMAN (default 1.0); 0 turns MMAN off (MMAP only). Both weights
+            must be finite and >= 0; anchors count as valid whatever the weights.
         positive_modality, negative_modality: ``"cross"`` (paper), ``"same"`` (literal reading
             of the extracted formula, for positives), ``"any"``.
         anchors: ``"both"`` (default), ``"visible"`` (visible-to-thermal only) or ``"thermal"``.
@@ -344,9 +367,15 @@ def multi_masking_triplet_loss(
         ref_embeddings, ref_labels, ref_modalities: optional reference set ``(M, D)``, ``(M,)``,
             ``(M,)`` (pytorch-metric-learning's ``ref_emb`` convention): the rows of
             ``embeddings`` are the anchors, positives and negatives come from the reference
-            set, and no anchor is excluded as "itself". With ``cross_rank=True`` the references
-            are the (global) batch followed by the set, each anchor's own row excluded
-            (:class:`mag_mmt.memory.CrossModalityMemory` passes its queue this way).
+            set. A reference set that *is* the batch (``ref_embeddings`` the same tensor as
+            ``embeddings``: the same object, or the same memory, shape, strides and dtype, as
+            in PML's ``ref_emb=embeddings``) is recognised: anchor ``i`` is never its own
+            positive, so the result equals the call without a reference set (taking the
+            labels and modalities of the reference rows from ``ref_labels``/``ref_modalities``).
+            Otherwise no reference row is excluded as "itself": pass a copy only if you mean it.
+            With ``cross_rank=True`` the references are the (global) batch followed by the set,
+            each anchor's own row excluded (:class:`mag_mmt.memory.CrossModalityMemory` passes
+            its queue this way); a set that is the batch is then not added a second time.
         chunk_size: anchors per mining chunk; ``None`` picks chunks of at most
             ``AUTO_CHUNK_ELEMENTS`` matrix cells. Results do not depend on it.
         cross_rank: with an initialised ``torch.distributed`` group, gather embeddings,
@@ -378,17 +407,25 @@ def multi_masking_triplet_loss(
         tensor(0.)
         >>> multi_masking_triplet_loss(x, labels, modalities, margin=10.5)
         tensor(1.5000)
+        >>> multi_masking_triplet_loss(x, labels, modalities, margin=10.5, mman_weight=0.0)  # MMAP only
+        tensor(0.)
     """
     _check_options(positive_modality, negative_modality, anchors, distance, reduction, chunk_size)
+    _check_weights(mman_weight=mman_weight, pos_weight=pos_weight)
     _check_all(embeddings, labels, modalities, ref_embeddings, ref_labels, ref_modalities, validate)
 
     unit = normalize or distance == "cosine"
     x = _prepare(embeddings, unit)
     n = x.shape[0]
     world = _dist.world_size() if cross_rank else 1
+    ref_is_batch = ref_embeddings is not None and _same_tensor(ref_embeddings, embeddings)
     if ref_embeddings is not None and not cross_rank:
-        r, r_lab, r_mod = _prepare(ref_embeddings, unit), ref_labels, ref_modalities
-        anchor_index = None
+        r_lab, r_mod = ref_labels, ref_modalities
+        if ref_is_batch:  # PML's ref_emb=embeddings: the batch itself
+            r = x
+            anchor_index = None if positive_modality == "cross" else torch.arange(n, device=x.device)
+        else:
+            r, anchor_index = _prepare(ref_embeddings, unit), None
     elif world > 1:
         r = _dist.all_gather_with_grad(x)
         r_lab = _dist.all_gather_no_grad(labels)
@@ -398,7 +435,7 @@ def multi_masking_triplet_loss(
         r, r_lab, r_mod = x, labels, modalities
         # the anchor's own column (only "same"/"any" positives need it: "cross" never pairs a row with itself)
         anchor_index = None if positive_modality == "cross" else torch.arange(n, device=x.device)
-    if ref_embeddings is not None and cross_rank:  # references: the (global) batch, then the set
+    if ref_embeddings is not None and cross_rank and not ref_is_batch:  # the (global) batch, then the set
         r = torch.cat([r, _prepare(ref_embeddings, unit).to(r.dtype)])
         r_lab, r_mod = torch.cat([r_lab, ref_labels]), torch.cat([r_mod, ref_modalities])  # type: ignore[list-item]
     assert r_lab is not None and r_mod is not None
@@ -420,7 +457,7 @@ def multi_masking_triplet_loss(
             valid = valid & selected
         mman = torch.where(valid, F.relu(d_hp - d_hn + margin), 0.0)
         mmap = torch.where(valid, F.relu(d_hp - d_ep - pos_margin), 0.0)
-    per_anchor = mman + pos_weight * mmap
+    per_anchor = _weighted(mman, mman_weight) + _weighted(mmap, pos_weight)
 
     num_valid = valid.sum()
     if world > 1:
@@ -461,7 +498,7 @@ def batch_hard_triplet_loss(
     if modalities is None:
         V.check_tensor(labels, "labels", 1)
         modalities = torch.zeros_like(labels, dtype=torch.int64)
-    for fixed in ("positive_modality", "negative_modality", "pos_weight"):
+    for fixed in ("positive_modality", "negative_modality", "pos_weight", "mman_weight"):
         if fixed in kwargs:
             raise TypeError(f"batch_hard_triplet_loss does not take {fixed}")
     return multi_masking_triplet_loss(
@@ -594,6 +631,7 @@ class MultiMaskingTripletLoss(nn.Module):
         margin: float = 0.3,
         pos_margin: float = 0.1,
         pos_weight: float = 1.0,
+        mman_weight: float = 1.0,
         positive_modality: ModalityChoice = "cross",
         negative_modality: ModalityChoice = "cross",
         anchors: AnchorChoice = "both",
@@ -607,9 +645,11 @@ class MultiMaskingTripletLoss(nn.Module):
     ) -> None:
         super().__init__()
         _check_options(positive_modality, negative_modality, anchors, distance, reduction, chunk_size)
+        _check_weights(mman_weight=mman_weight, pos_weight=pos_weight)
         self.margin = float(margin)
         self.pos_margin = float(pos_margin)
         self.pos_weight = float(pos_weight)
+        self.mman_weight = float(mman_weight)
         self.positive_modality = positive_modality
         self.negative_modality = negative_modality
         self.anchors = anchors
@@ -625,6 +665,7 @@ class MultiMaskingTripletLoss(nn.Module):
     def _options(self) -> dict:
         return dict(
             margin=self.margin, pos_margin=self.pos_margin, pos_weight=self.pos_weight,
+            mman_weight=self.mman_weight,
             positive_modality=self.positive_modality, negative_modality=self.negative_modality,
             anchors=self.anchors, distance=self.distance, normalize=self.normalize,
             reduction=self.reduction, chunk_size=self.chunk_size, cross_rank=self.cross_rank,

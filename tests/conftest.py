@@ -23,3 +23,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- datasets on disk
+
+
+@pytest.fixture(scope="session")
+def sysu_root(tmp_path_factory):
+    """A tiny SYSU-MM01 in its released layout (see ``tests/layouts.py``); do not modify."""
+    from tests.layouts import write_sysu
+
+    return write_sysu(tmp_path_factory.mktemp("SYSU-MM01"))
+
+
+@pytest.fixture(scope="session")
+def regdb_root(tmp_path_factory):
+    """A tiny RegDB (trial 1) with its ``idx/`` lists; do not modify."""
+    from tests.layouts import write_regdb
+
+    return write_regdb(tmp_path_factory.mktemp("RegDB"))
+
+
+@pytest.fixture(scope="session")
+def manifest_csv(tmp_path_factory):
+    """A tiny NPU-ReID-style manifest (4 visible + 4 thermal cameras, indoor/outdoor); do not modify."""
+    from tests.layouts import write_manifest
+
+    return write_manifest(tmp_path_factory.mktemp("NPU-ReID"))

@@ -47,6 +47,7 @@ def reference_mmt(
     margin: float = 0.3,
     pos_margin: float = 0.1,
     pos_weight: float = 1.0,
+    mman_weight: float = 1.0,
     positive_modality: str = "cross",
     negative_modality: str = "cross",
     anchors: str = "both",
@@ -58,11 +59,13 @@ def reference_mmt(
     ref_modalities: Sequence[int] | None = None,
 ):
     """Returns ``(loss, mman, mmap, num_valid)`` reduced like the library, per anchor for
-    ``reduction="none"`` (lists of 0-d tensors stacked)."""
+    ``reduction="none"`` (lists of 0-d tensors stacked); ``loss = mman_weight * mman +
+    pos_weight * mmap``. A reference set that is the very tensor ``embeddings`` counts as the
+    batch itself: row ``i`` is then skipped as its own pair, as without a reference set."""
     labels = [int(v) for v in labels]
     modalities = [int(v) for v in modalities]
-    has_ref = ref_embeddings is not None
-    if not has_ref:
+    has_ref = ref_embeddings is not None and ref_embeddings is not embeddings
+    if ref_embeddings is None:
         ref_embeddings, ref_labels, ref_modalities = embeddings, labels, modalities
     ref_labels = [int(v) for v in ref_labels]
     ref_modalities = [int(v) for v in ref_modalities]
@@ -97,11 +100,11 @@ def reference_mmt(
     else:
         mman, mmap = torch.stack(mman_list), torch.stack(mmap_list)
     if reduction == "none":
-        return mman + pos_weight * mmap, mman, mmap, valid
+        return mman_weight * mman + pos_weight * mmap, mman, mmap, valid
     mman, mmap = mman.sum(), mmap.sum()
     if reduction == "mean":
         mman, mmap = mman / max(valid, 1), mmap / max(valid, 1)
-    return mman + pos_weight * mmap, mman, mmap, valid
+    return mman_weight * mman + pos_weight * mmap, mman, mmap, valid
 
 
 def numpy_batch_hard(embeddings: np.ndarray, labels: Sequence[int], margin: float) -> float:

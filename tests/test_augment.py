@@ -339,6 +339,40 @@ def test_stacked_form_matches_and_fits_augmentation_sequential():
         StackedModalityAugment(p=1.0)(torch.rand(3, 3, 8, 8))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_stacked_form_with_p_below_one_in_augmentation_sequential(seed):
+    """p < 1 inside AugmentationSequential, on whichever kornia is installed (the floors
+    script runs this on the lowest declared kornia too)."""
+    import kornia.augmentation as K
+
+    v, t = distinct_pair(6, 3, 32, 16)
+    seq = K.AugmentationSequential(StackedModalityAugment(p=0.5))
+    torch.manual_seed(seed)
+    y = seq(torch.cat([v, t]))
+    prm = seq._params[0].data
+    apply = (prm["batch_prob"][:6] > 0.5).tolist()
+    rv, rt = reference_exchange(v, t, prm["boxes"].tolist(), apply)
+    assert torch.equal(y, torch.cat([rv, rt]))
+
+
+def test_stacked_apply_transform_takes_only_the_applied_rows():
+    """kornia < 0.9 passes apply_transform only the rows whose flag is set (some, not all): the
+    applied pairs' visible rows, then their thermal rows; params still cover every pair."""
+    v, t = distinct_pair(5, 3, 32, 16)
+    aug = StackedModalityAugment(p=1.0)
+    x = torch.cat([v, t])
+    prm = aug.forward_parameters(x.shape)
+    prm["batch_prob"] = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0] * 2)
+    rows = (prm["batch_prob"] > 0.5).nonzero().flatten()
+    out = aug.apply_transform(x[rows], prm, {})
+    full = aug.apply_transform(x, prm, {})
+    assert torch.equal(out, full[rows])
+    rv, rt = reference_exchange(v, t, prm["boxes"].tolist(), [True, False, True, True, False])
+    assert torch.equal(full, torch.cat([rv, rt]))
+    with pytest.raises(ValueError, match="does not match params for 5 pairs"):
+        aug.apply_transform(x[:4], prm, {})
+
+
 @pytest.mark.slow
 def test_torch_compile_fullgraph_sampling_and_apply():
     def step(v, t):

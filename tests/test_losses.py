@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import mag_mmt
 from mag_mmt.functional import (
@@ -22,6 +21,7 @@ from mag_mmt.functional import (
 )
 from mag_mmt.losses import BatchHardTripletLoss, MultiMaskingTripletLoss, WeightedRegularizedTripletLoss
 
+from tests.host_sync import host_syncs
 from tests.reference_losses import numpy_batch_hard, reference_mmt, reference_wrt
 
 
@@ -52,6 +52,7 @@ configs = st.fixed_dictionaries({
     "margin": st.sampled_from([0.0, 0.3, 1.5]),
     "pos_margin": st.sampled_from([0.0, 0.1, 0.5]),
     "pos_weight": st.sampled_from([0.0, 0.5, 1.0]),
+    "mman_weight": st.sampled_from([0.0, 0.5, 1.0]),
     "positive_modality": st.sampled_from(["cross", "same", "any"]),
     "negative_modality": st.sampled_from(["cross", "same", "any"]),
     "anchors": st.sampled_from(["both", "visible", "thermal"]),
@@ -103,6 +104,120 @@ def test_reference_set_equals_reference(batch, cfg, n_ref, seed):
                         ref_modalities=rm.tolist(), **cfg)
     _close(out.loss, ref[0], 1e-6)
     assert int(out.num_valid) == ref[3]
+
+
+EXTREME_LABELS = [2**62, -(2**62), 2**63 - 1, -(2**63), 0, 1, -1]
+
+
+@given(batch=batches(), cfg=configs, ids=st.permutations(EXTREME_LABELS))
+@settings(max_examples=40)
+def test_labels_near_the_int64_limits_equal_reference(batch, cfg, ids):
+    """Any integers are identities: labels near +-2^63 are neither merged nor wrapped."""
+    x, y, m = batch
+    y = torch.tensor([ids[v + 1] for v in y.tolist()], dtype=torch.int64)
+    out = multi_masking_triplet_loss(x, y, m, return_parts=True, **cfg)
+    ref = reference_mmt(x, y.tolist(), m.tolist(), **cfg)
+    _close(out.loss, ref[0], 1e-6)
+    assert int(out.num_valid) == ref[3]
+
+
+def test_labels_two_to_the_62_apart_are_not_positives():
+    # 2 * 2^62 and 2 * -2^62 both wrap to -2^63: a combined label-modality key merges them
+    x = torch.tensor([[0.0], [1.0], [5.0], [6.0]])
+    y = torch.tensor([2**62, -(2**62), 3, 3])
+    m = torch.tensor([0, 1, 0, 1])
+    out = multi_masking_triplet_loss(x, y, m, margin=1.0, reduction="none", return_parts=True)
+    assert out.num_valid.tolist() == 2  # only the two rows of identity 3 have a positive
+    assert out.loss[:2].tolist() == [0.0, 0.0]
+    mined = masked_hard_mining(pairwise_distance(x), y, m, y, m)
+    assert mined.has_positive.tolist() == [False, False, True, True]
+    for pm in ("same", "any"):
+        mined = masked_hard_mining(pairwise_distance(x), y, m, y, m, positive_modality=pm,
+                                   anchor_index=torch.arange(4))
+        assert mined.has_positive.tolist() == [False, False, pm == "any", pm == "any"]
+
+
+@given(batch=batches(), cfg=configs)
+@settings(max_examples=40)
+def test_reference_set_that_is_the_batch_excludes_self_pairs(batch, cfg):
+    """PML's ``ref_emb=embeddings``: the same tensors as the reference set give the loss of the
+    batch alone (a row is never its own positive), values and gradients."""
+    x, y, m = batch
+    x1 = x.clone().requires_grad_(True)
+    x2 = x.clone().requires_grad_(True)
+    alone = multi_masking_triplet_loss(x1, y, m, return_parts=True, **cfg)
+    as_ref = multi_masking_triplet_loss(x2, y, m, ref_embeddings=x2, ref_labels=y, ref_modalities=m,
+                                        return_parts=True, **cfg)
+    for a, b in zip(alone, as_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    ref = reference_mmt(x, y.tolist(), m.tolist(), ref_embeddings=x, ref_labels=y.tolist(),
+                        ref_modalities=m.tolist(), **cfg)
+    _close(as_ref.loss, ref[0], 1e-6)
+    assert int(as_ref.num_valid) == ref[3]
+    if cfg["reduction"] != "none" and as_ref.loss.requires_grad:
+        alone.loss.backward()
+        as_ref.loss.backward()
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("positive_modality", ["same", "any"])
+def test_reference_set_that_is_the_batch_is_recognised_by_memory(positive_modality):
+    x, y, m = pk_batch(p=3, k=2, d=4, seed=1)
+    kw = dict(margin=1.0, positive_modality=positive_modality, reduction="none")
+    alone = multi_masking_triplet_loss(x, y, m, **kw)
+    view = x.view(x.shape)  # another object, the same memory, shape and strides
+    assert view is not x
+    torch.testing.assert_close(multi_masking_triplet_loss(x, y, m, ref_embeddings=view, ref_labels=y,
+                                                          ref_modalities=m, **kw), alone)
+    crit = MultiMaskingTripletLoss(**kw)
+    torch.testing.assert_close(crit(x, y, m, ref_emb=x, ref_labels=y, ref_modalities=m), alone)
+    # a copy is another reference set: each row then meets its twin at distance ~0
+    copy = multi_masking_triplet_loss(x, y, m, ref_embeddings=x.clone(), ref_labels=y, ref_modalities=m, **kw)
+    ref = reference_mmt(x, y, m, ref_embeddings=x.clone(), ref_labels=y, ref_modalities=m, **kw)[0]
+    _close(copy, ref, 1e-5)
+    assert not torch.allclose(copy, alone)
+    # a view of other rows (same start, other shape) is not the batch
+    part = multi_masking_triplet_loss(x, y, m, ref_embeddings=x[:6], ref_labels=y[:6], ref_modalities=m[:6], **kw)
+    _close(part, reference_mmt(x, y, m, ref_embeddings=x[:6].clone(), ref_labels=y[:6], ref_modalities=m[:6],
+                               **kw)[0], 1e-5)
+
+
+@pytest.mark.parametrize("weights, expect", [
+    ({}, lambda o: o.mman + o.mmap),
+    ({"pos_weight": 0.0}, lambda o: o.mman),  # MMAN alone (MMTN)
+    ({"mman_weight": 0.0}, lambda o: o.mmap),  # MMAP alone (MMTP)
+    ({"mman_weight": 0.25, "pos_weight": 2.0}, lambda o: 0.25 * o.mman + 2.0 * o.mmap),
+    ({"mman_weight": 0.0, "pos_weight": 0.0}, lambda o: 0.0 * o.mman),
+])
+def test_term_weights_are_configurations(weights, expect):
+    x, y, m = pk_batch(p=4, k=3, seed=6)
+    kw = dict(margin=2.0, pos_margin=0.0, **weights)
+    x1 = x.clone().requires_grad_(True)
+    out = multi_masking_triplet_loss(x1, y, m, return_parts=True, **kw)
+    assert float(out.mman.detach()) > 0 and float(out.mmap.detach()) > 0 and int(out.num_valid) == x.shape[0]
+    _close(out.loss, expect(out), 1e-6)
+    x2 = x.clone().double().requires_grad_(True)
+    ref = reference_mmt(x2, y, m, **kw)
+    _close(out.loss, ref[0], 1e-5)
+    crit = MultiMaskingTripletLoss(**kw)
+    _close(crit(x, y, m), ref[0], 1e-5)
+    assert f"mman_weight={weights.get('mman_weight', 1.0)!r}" in repr(crit)
+    out.loss.backward()
+    if ref[0].requires_grad:
+        ref[0].backward()
+    _close(x1.grad, x2.grad if x2.grad is not None else torch.zeros_like(x2), 1e-5)
+    if weights.get("mman_weight") == 0.0 and weights.get("pos_weight") == 0.0:
+        assert not x1.grad.any()
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), True, "1"])
+@pytest.mark.parametrize("name", ["mman_weight", "pos_weight"])
+def test_bad_term_weights(name, bad):
+    x, y, m = _good()
+    with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+        multi_masking_triplet_loss(x, y, m, **{name: bad})
+    with pytest.raises(ValueError, match=name):
+        MultiMaskingTripletLoss(**{name: bad})
 
 
 @given(batch=batches(), cfg=configs)
@@ -432,39 +547,89 @@ def test_wrt_gradients_finite_and_zero_batch():
 
 # ----------------------------------------------------------------------------- no host syncs, compile
 
-class _OpRecorder(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
-_SYNC_OPS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.item", "aten.is_nonzero"}
-
-
-def test_recorder_detects_a_sync():
-    with _OpRecorder() as rec:
-        torch.ones(2).sum().item()
-    assert _SYNC_OPS & set(rec.ops)
+@pytest.mark.parametrize("sync", [
+    lambda x: x.tolist(), lambda x: x.sum().item(), lambda x: bool(x.sum() > 0), lambda x: x[x > 0],
+    lambda x: x.nonzero(), lambda x: x.detach().cpu(), lambda x: x.detach().numpy(), lambda x: int(x[0, 0]),
+    lambda x: float(x[0, 0]), lambda x: torch.unique(x), lambda x: x.masked_select(x > 0),
+], ids=["tolist", "item", "bool", "mask-index", "nonzero", "cpu", "numpy", "int", "float", "unique",
+        "masked_select"])
+def test_sync_detector_sees_every_kind_of_read_back(sync):
+    x = torch.randn(4, 3)
+    assert host_syncs(lambda e: (sync(e), e.sum())[1], x)
+    assert not host_syncs(lambda e: (e * 2).sum(), x)  # and nothing in plain arithmetic
 
 
-@pytest.mark.parametrize("kind", ["mmt", "batch_hard", "chunked"])
+def test_sync_detector_catches_a_tolist_on_the_hot_path(monkeypatch):
+    """A ``.tolist()`` slipped into the mining (how the value checks read back) is reported,
+    also when the code swallows the error that fake tensors raise."""
+    import mag_mmt.losses as L
+
+    x, y, m = pk_batch()
+    real = L.masked_hard_mining
+
+    def leaky(dist, *args, **kwargs):
+        try:
+            dist.tolist()
+        except Exception:
+            pass
+        return real(dist, *args, **kwargs)
+
+    monkeypatch.setattr(L, "masked_hard_mining", leaky)
+    found = host_syncs(lambda e, y, m: multi_masking_triplet_loss(e, y, m, validate=False),
+                       x.requires_grad_(True), y, m)
+    assert ".tolist()" in found
+
+
+def test_value_checks_are_seen_as_the_sync_they_are():
+    x, y, m = pk_batch()
+    found = host_syncs(lambda e, y, m: multi_masking_triplet_loss(e, y, m, validate=True), x, y, m)
+    assert ".tolist()" in found
+
+
+_HOT_PATHS = {
+    "mmt": lambda e, y, m: multi_masking_triplet_loss(e, y, m, validate=False, return_parts=True).loss,
+    "batch_hard": lambda e, y, m: BatchHardTripletLoss(validate=False)(e, y, m),
+    "chunked": lambda e, y, m: multi_masking_triplet_loss(e, y, m, validate=False, chunk_size=3),
+    "any_cosine_none": lambda e, y, m: multi_masking_triplet_loss(
+        e, y, m, validate=False, positive_modality="any", negative_modality="same", distance="cosine",
+        reduction="none"),
+    "mmap_only": lambda e, y, m: multi_masking_triplet_loss(e, y, m, validate=False, mman_weight=0.0),
+    "ref_set": lambda e, y, m: multi_masking_triplet_loss(
+        e, y, m, validate=False, ref_embeddings=e.detach()[:5] * 2, ref_labels=y[:5], ref_modalities=m[:5]),
+    "ref_is_batch": lambda e, y, m: MultiMaskingTripletLoss(positive_modality="same", validate=False)(
+        e, y, m, ref_emb=e, ref_labels=y, ref_modalities=m),
+    "wrt": lambda e, y, m: weighted_regularized_triplet_loss(e, y, m, validate=False),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_HOT_PATHS))
 def test_no_host_sync_with_validate_false(kind):
     x, y, m = pk_batch()
     x = x.requires_grad_(True)
-    with _OpRecorder() as rec:
-        if kind == "mmt":
-            out = multi_masking_triplet_loss(x, y, m, validate=False, return_parts=True).loss
-        elif kind == "batch_hard":
-            out = BatchHardTripletLoss(validate=False)(x, y, m)
-        else:
-            out = multi_masking_triplet_loss(x, y, m, validate=False, chunk_size=3)
-        out.backward()
-    assert len(rec.ops) > 20
-    assert not (_SYNC_OPS & set(rec.ops)), sorted(_SYNC_OPS & set(rec.ops))
+    found = host_syncs(_HOT_PATHS[kind], x, y, m)
+    assert not found, found
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", sorted(_HOT_PATHS))
+def test_cuda_hot_paths_do_not_sync_and_match_cpu(kind):
+    """On CUDA, CUDA's own detector raises at any host sync; the values equal the CPU's."""
+    x, y, m = pk_batch()
+    xc, yc, mc = x.cuda().requires_grad_(True), y.cuda(), m.cuda()
+    _HOT_PATHS[kind](xc, yc, mc).sum().backward()  # warm-up: lazy initialisation may sync
+    xc.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = _HOT_PATHS[kind](xc, yc, mc)
+        out.sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    x = x.requires_grad_(True)
+    expected = _HOT_PATHS[kind](x, y, m)
+    expected.sum().backward()
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(xc.grad.cpu(), x.grad, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -481,6 +646,12 @@ def test_torch_compile_fullgraph_matches_eager():
     b.backward()
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-6)
+    # the reference set that is the batch, recognised while tracing; MMAP alone
+    crit = MultiMaskingTripletLoss(margin=1.0, positive_modality="same", mman_weight=0.0)
+    compiled = torch.compile(crit, fullgraph=True)
+    x3 = x.clone().requires_grad_(True)
+    torch.testing.assert_close(compiled(x3, y, m, ref_emb=x3, ref_labels=y, ref_modalities=m), crit(x, y, m),
+                               rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input

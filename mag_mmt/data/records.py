@@ -9,7 +9,7 @@ Conventions shared by every reader (see also ``ReIDData``):
 
 * ``train`` identities are remapped to ``0..C-1`` in the order of the sorted original ids;
   the map is ``meta["train_id_map"]`` (original id -> label). Every train identity has at
-  least one visible and one thermal image (readers raise ``ValueError`` otherwise).
+  least one visible and one thermal image (readers raise ``UserError`` otherwise).
 * ``query`` / ``gallery`` keep the dataset's own identity numbers.
 * **Direction.** ``query`` holds every sample that may be a query and ``gallery`` every
   sample that may be a gallery image, *of either modality*. A protocol picks the direction
@@ -17,6 +17,10 @@ Conventions shared by every reader (see also ``ReIDData``):
   only thermal queries and visible gallery images (so only thermal-to-visible is
   available); RegDB and manifest ``test`` rows put every test image in both lists, so both
   directions are available.
+* ``protocol`` names the evaluation protocol the dataset follows (``DATASET_PROTOCOLS``): each
+  reader sets its own (``read_sysu``: ``"sysu"``, ``read_regdb``: ``"regdb"``,
+  ``read_manifest``: ``"npu"``); the CLI and :func:`mag_mmt.engine.run_protocol` choose
+  the protocol from it, never from ``name``.
 * ``meta`` keys readers fill in: ``"root"`` (str), ``"train_id_map"`` (dict),
   ``"camera_modality"`` (camera -> 0/1), and where known ``"camera_scene"``
   (camera -> ``"indoor"`` / ``"outdoor"``, used by indoor-/outdoor-search). Reader-specific
@@ -31,9 +35,17 @@ from typing import Callable, Collection, Iterable, Sequence
 
 import torch
 
+from ..errors import UserError
+
 VISIBLE = 0
 THERMAL = 1
 MODALITY_NAMES = {VISIBLE: "visible", THERMAL: "thermal"}
+
+#: evaluation protocols a dataset can follow (``ReIDData.protocol``):
+#: ``"sysu"`` SYSU-MM01 (thermal queries, all/indoor x single/multi-shot gallery trials),
+#: ``"regdb"`` RegDB (both directions, the whole other modality as gallery),
+#: ``"npu"`` NPU-ReID style, for any manifest (both directions x all/per-scene x single/multi-shot)
+DATASET_PROTOCOLS = ("sysu", "regdb", "npu")
 
 #: spellings accepted by :func:`parse_modality` (lower-cased, stripped)
 MODALITY_ALIASES = {
@@ -79,7 +91,10 @@ class ReIDData:
     (SYSU-MM01 single-/multi-shot) draw from it. ``loader`` turns a sample into a
     ``uint8`` tensor ``(3, H, W)``; ``None`` means "read ``sample.path`` from disk".
     ``query`` and ``gallery`` may hold both modalities: use :func:`query_gallery` to get
-    the pair for one search direction.
+    the pair for one search direction. ``protocol`` (one of ``DATASET_PROTOCOLS``) is the
+    evaluation protocol of the dataset's kind, set by its reader; ``name`` is only a label
+    (``"regdb-3"``, a CSV's file name). The default, ``"npu"``, evaluates any dataset
+    with query and gallery images of both modalities.
     """
 
     name: str
@@ -88,6 +103,11 @@ class ReIDData:
     gallery: list[Sample]
     loader: Callable[[Sample], torch.Tensor] | None = None
     meta: dict = field(default_factory=dict)
+    protocol: str = "npu"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in DATASET_PROTOCOLS:
+            raise UserError(f"ReIDData.protocol must be one of {', '.join(DATASET_PROTOCOLS)}, got {self.protocol!r}")
 
     @property
     def num_train_identities(self) -> int:
@@ -110,7 +130,7 @@ def parse_modality(value: object) -> int:
     """
     key = str(value).strip().lower()
     if key not in MODALITY_ALIASES:
-        raise ValueError(
+        raise UserError(
             f"unknown modality {value!r}; use 0/1 or one of {sorted(MODALITY_ALIASES)}"
         )
     return MODALITY_ALIASES[key]
@@ -140,7 +160,7 @@ def query_gallery(data: ReIDData, query_modality: int | str) -> tuple[list[Sampl
     ``query_gallery(data, "visible")``.
 
     Raises:
-        ValueError: when the dataset offers no query or no gallery image for that
+        UserError: when the dataset offers no query or no gallery image for that
             direction (e.g. visible queries on SYSU-MM01).
 
     Example::
@@ -156,9 +176,9 @@ def query_gallery(data: ReIDData, query_modality: int | str) -> tuple[list[Sampl
     gallery = select(data.gallery, modality=1 - qm)
     direction = f"{MODALITY_NAMES[qm]}-to-{MODALITY_NAMES[1 - qm]}"
     if not query:
-        raise ValueError(f"{data.name}: no {MODALITY_NAMES[qm]} query images, so no {direction} search")
+        raise UserError(f"{data.name}: no {MODALITY_NAMES[qm]} query images, so no {direction} search")
     if not gallery:
-        raise ValueError(
+        raise UserError(
             f"{data.name}: no {MODALITY_NAMES[1 - qm]} gallery images, so no {direction} search"
         )
     return query, gallery
@@ -174,7 +194,7 @@ def relabel(samples: Sequence[Sample]) -> tuple[list[Sample], dict[int, int]]:
 
 
 def check_both_modalities(samples: Iterable[Sample], source: str) -> None:
-    """Raise ``ValueError`` naming every identity that lacks a visible or a thermal image."""
+    """Raise :class:`UserError` naming every identity that lacks a visible or a thermal image."""
     seen: dict[int, set[int]] = defaultdict(set)
     for s in samples:
         seen[s.identity].add(s.modality)
@@ -184,9 +204,33 @@ def check_both_modalities(samples: Iterable[Sample], source: str) -> None:
     if missing:
         listing = ", ".join(f"identity {pid} (no {m} image)" for pid, m in sorted(missing.items())[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise ValueError(
+        raise UserError(
             f"{source}: every training identity needs visible and thermal images: {listing}{more}"
         )
+
+
+def check_queries_have_gallery(query: Iterable[Sample], gallery: Iterable[Sample], source: str) -> None:
+    """Every query identity must have a gallery image of the other modality.
+
+    A query whose identity has no gallery image in the other modality can never be matched:
+    evaluation code like AGW's silently leaves it out, which hides a broken test split.
+    Raises :class:`UserError` naming the identities (and the modality they lack).
+
+    >>> check_queries_have_gallery([Sample("q", 3, 3, 1)], [Sample("g", 3, 1, 0)], "toy")
+    >>> check_queries_have_gallery([Sample("q", 3, 3, 1)], [Sample("g", 4, 1, 0)], "toy")
+    Traceback (most recent call last):
+    ...
+    mag_mmt.errors.UserError: toy: test identity 3 has thermal query images but no visible gallery image
+    """
+    have: set[tuple[int, int]] = {(s.identity, s.modality) for s in gallery}
+    lacking = sorted({(s.identity, s.modality) for s in query if (s.identity, 1 - s.modality) not in have})
+    if lacking:
+        listing = ", ".join(
+            f"test identity {pid} has {MODALITY_NAMES[m]} query images but no {MODALITY_NAMES[1 - m]} gallery image"
+            for pid, m in lacking[:10]
+        )
+        more = f" (and {len(lacking) - 10} more)" if len(lacking) > 10 else ""
+        raise UserError(f"{source}: {listing}{more}")
 
 
 __all__ = [
@@ -194,6 +238,7 @@ __all__ = [
     "THERMAL",
     "MODALITY_NAMES",
     "MODALITY_ALIASES",
+    "DATASET_PROTOCOLS",
     "Sample",
     "ReIDData",
     "as_arrays",
@@ -202,4 +247,5 @@ __all__ = [
     "query_gallery",
     "relabel",
     "check_both_modalities",
+    "check_queries_have_gallery",
 ]

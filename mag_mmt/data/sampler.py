@@ -28,9 +28,9 @@ EPOCH_UNITS = ("images", "identities")
 def _as_int_array(values: object, name: str) -> np.ndarray:
     array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+        raise UserError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+        raise UserError(f"{name} must hold integers, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
 
 
@@ -126,7 +126,7 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         epoch_unit: ``"images"`` (default) or ``"identities"``, see **Epoch**.
 
     Raises:
-        ValueError: bad sizes, an identity without images of one modality (named), or
+        UserError: bad sizes, an identity without images of one modality (named), or
             fewer than ``P * world_size`` identities.
 
     Example::
@@ -161,11 +161,11 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
             ("rank", rank, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
         if rank >= world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+            raise UserError(f"rank must be in [0, world_size={world_size}), got {rank}")
         if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1):
-            raise ValueError(f"num_batches must be a positive integer or None, got {num_batches!r}")
+            raise UserError(f"num_batches must be a positive integer or None, got {num_batches!r}")
         if epoch_unit not in EPOCH_UNITS:
             raise UserError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {epoch_unit!r}")
 
@@ -173,18 +173,18 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
             source = getattr(samples_or_labels, "samples", samples_or_labels)
             samples = list(source)  # type: ignore[arg-type]
             if not all(isinstance(s, Sample) for s in samples):
-                raise ValueError("pass a sequence of Sample, or labels together with modalities")
-            labels = np.asarray([s.identity for s in samples], dtype=np.int64)
-            mods = np.asarray([s.modality for s in samples], dtype=np.int64)
+                raise UserError("pass a sequence of Sample, or labels together with modalities")
+            labels = _as_int_array([s.identity for s in samples], "sample identities")
+            mods = _as_int_array([s.modality for s in samples], "sample modalities")
         else:
             labels = _as_int_array(samples_or_labels, "labels")
             mods = _as_int_array(modalities, "modalities")
             if labels.size != mods.size:
-                raise ValueError(f"labels and modalities must have the same length, got {labels.size} and {mods.size}")
+                raise UserError(f"labels and modalities must have the same length, got {labels.size} and {mods.size}")
         bad = ~np.isin(mods, (VISIBLE, THERMAL))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"modalities must be 0 (visible) or 1 (thermal); index {i} holds {mods[i]}")
+            raise UserError(f"modalities must be 0 (visible) or 1 (thermal); index {i} holds {mods[i]}")
 
         identities, inverse = np.unique(labels, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
@@ -198,13 +198,14 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
         ]
         if lacking:
             more = f" and {len(lacking) - 10} more" if len(lacking) > 10 else ""
-            raise ValueError(
+            raise UserError(
                 "every identity needs visible and thermal images: " + ", ".join(lacking[:10]) + more
             )
         group = int(num_identities) * int(world_size)
         if identities.size < group:
-            raise ValueError(
-                f"need at least num_identities * world_size = {group} identities, got {identities.size}"
+            raise UserError(
+                f"need at least num_identities * world_size = {group} training identities "
+                f"({num_identities} * {world_size}), got {identities.size}: lower num_identities (-P)"
             )
         self.identities = identities
         self.num_identities = int(num_identities)
@@ -230,7 +231,7 @@ class CrossModalityIdentitySampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields (non-negative)."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+            raise UserError(f"epoch must be a non-negative integer, got {epoch!r}")
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -272,7 +273,7 @@ def split_batch(
     check_same_length("labels", labels, "modalities", modalities)
     n = labels.shape[0]
     if n % 2:
-        raise ValueError(f"a cross-modality batch has an even size (visible half + thermal half), got {n}")
+        raise UserError(f"a cross-modality batch has an even size (visible half + thermal half), got {n}")
     h = n // 2
     if validate:
         check_values(

@@ -535,7 +535,7 @@ def make_synthetic(
         "images_per_camera": k,
         "test_ids": test_ids,
     }
-    return ReIDData("synthetic", train, query, gallery, loader=renderer, meta=meta)
+    return ReIDData("synthetic", train, query, gallery, loader=renderer, meta=meta, protocol="sysu")
 
 
 __all__ = [

@@ -100,7 +100,7 @@ class ProtocolResult:
 
     def __post_init__(self) -> None:
         if not self.trials:
-            raise ValueError(f"{self.name}: a ProtocolResult needs at least one trial")
+            raise UserError(f"{self.name}: a ProtocolResult needs at least one trial")
 
     def _cmcs(self) -> np.ndarray:
         length = min(len(t.cmc) for t in self.trials)
@@ -156,7 +156,7 @@ class ProtocolResult:
     def merge(cls, results: Sequence["ProtocolResult"], name: str | None = None) -> "ProtocolResult":
         """One result holding the trials of all ``results`` (e.g. the 10 RegDB splits)."""
         if not results:
-            raise ValueError("merge needs at least one ProtocolResult")
+            raise UserError("merge needs at least one ProtocolResult")
         trials = [t for r in results for t in r.trials]
         return cls(name if name is not None else results[0].name, trials)
 
@@ -239,14 +239,14 @@ def distance_matrix(
     for name, x in (("query_feats", query_feats), ("gallery_feats", gallery_feats)):
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a 2-D floating tensor (N, D), got {shape}")
+            raise UserError(f"{name} must be a 2-D floating tensor (N, D), got {shape}")
     if query_feats.shape[1] != gallery_feats.shape[1]:
-        raise ValueError(
+        raise UserError(
             f"query_feats and gallery_feats must have the same feature size, got "
             f"{query_feats.shape[1]} and {gallery_feats.shape[1]}"
         )
     if distance not in ("euclidean", "cosine"):
-        raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
+        raise UserError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
     with torch.no_grad():
         parts = [
             pairwise_distance(query_feats[i : i + chunk_size], gallery_feats, distance=distance)
@@ -260,10 +260,10 @@ def distance_matrix(
 def _num_shots(shot: Shot) -> int:
     if isinstance(shot, str):
         if shot not in SHOTS:
-            raise ValueError(f"shot must be 'single', 'multi' or a positive int, got {shot!r}")
+            raise UserError(f"shot must be 'single', 'multi' or a positive int, got {shot!r}")
         return SHOTS[shot]
     if isinstance(shot, bool) or not isinstance(shot, int) or shot < 1:
-        raise ValueError(f"shot must be 'single', 'multi' or a positive int, got {shot!r}")
+        raise UserError(f"shot must be 'single', 'multi' or a positive int, got {shot!r}")
     return shot
 
 
@@ -310,9 +310,9 @@ def sample_gallery(
     """
     count = _num_shots(shot)
     if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
-        raise ValueError(f"trial must be a non-negative int, got {trial!r}")
+        raise UserError(f"trial must be a non-negative int, got {trial!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise UserError(f"seed must be a non-negative int, got {seed!r}")
     _check_sampling(sampling, shot, seed)
     allowed = None if cameras is None else set(int(c) for c in cameras)
     groups: dict[tuple[int, int], list[int]] = {}
@@ -372,11 +372,20 @@ def _arrays(samples: Sequence[Sample], device: torch.device) -> tuple[torch.Tens
 def _check_pairs(feats: torch.Tensor, samples: Sequence[Sample], name: str) -> None:
     if not isinstance(feats, torch.Tensor) or feats.dim() != 2:
         shape = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
-        raise ValueError(f"{name}_feats must be a 2-D tensor (N, D), got {shape}")
+        raise UserError(f"{name}_feats must be a 2-D tensor (N, D), got {shape}")
     if feats.shape[0] != len(samples):
-        raise ValueError(
+        raise UserError(
             f"{name}_feats has {feats.shape[0]} rows but there are {len(samples)} {name} samples"
         )
+    if feats.is_floating_point():
+        bad = (~torch.isfinite(feats).all(dim=1)).nonzero().flatten()
+        if bad.numel():
+            first = samples[int(bad[0])]
+            raise UserError(
+                f"{name}_feats holds NaN or infinite values in {bad.numel()} of {feats.shape[0]} rows, first for "
+                f"{first.path!r} (identity {first.identity}); did training diverge? (check the loss in the "
+                "training log)"
+            )
 
 
 def _run_trials(
@@ -409,15 +418,15 @@ def _run_trials(
         else:
             idx = sample_gallery(gallery_pool, shot, cameras=cameras, trial=trial, seed=seed, sampling=sampling)
         if idx.size == 0:
-            raise ValueError(f"{name}: the gallery is empty (cameras {sorted(cameras or [])})")
+            raise UserError(f"{name}: the gallery is empty (cameras {sorted(cameras or [])})")
         cols = torch.from_numpy(idx).to(device)
         trial_dist = dist.index_select(1, cols)
         if rerank is not None:
             params, qq, gg = rerank
             trial_dist = re_ranking(trial_dist, qq, gg.index_select(0, cols).index_select(1, cols),
                                     params.k1, params.k2, params.lambda_value)
-        results.append(
-            rank_metrics(
+        try:
+            result = rank_metrics(
                 trial_dist,
                 q_ids,
                 g_ids[cols],
@@ -427,13 +436,15 @@ def _run_trials(
                 max_rank=max_rank,
                 chunk_size=chunk_size,
             )
-        )
+        except ValueError as exc:  # e.g. no query has a match in this setting's gallery
+            raise UserError(f"{name}, trial {trial}: {exc}") from exc
+        results.append(result)
     return ProtocolResult(name, results)
 
 
 def _check_trials(trials: int) -> None:
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"trials must be a positive int, got {trials!r}")
+        raise UserError(f"trials must be a positive int, got {trials!r}")
 
 
 # --------------------------------------------------------------------------- protocols
@@ -477,8 +488,9 @@ def evaluate_sysu(
         :class:`ProtocolResult` named ``"SYSU-MM01 {mode}-search {shot}-shot"``.
 
     Raises:
-        ValueError: a query that is not a thermal image from camera 3 or 6 (named), feature
-            rows that do not match the samples, an unknown mode or shot.
+        UserError: a query that is not a thermal image from camera 3 or 6 (named), feature
+            rows that do not match the samples or hold NaN (the first sample named), an
+            unknown mode or shot.
 
     Example::
 
@@ -489,7 +501,7 @@ def evaluate_sysu(
             print(evaluate_sysu(q, g, data.query, data.gallery, mode=mode).table())
     """
     if mode not in SYSU_SEARCH_CAMERAS:
-        raise ValueError(f"mode must be 'all' or 'indoor', got {mode!r}")
+        raise UserError(f"mode must be 'all' or 'indoor', got {mode!r}")
     _num_shots(shot)
     _check_trials(trials)
     _check_sampling(gallery_sampling, shot, seed)
@@ -497,14 +509,14 @@ def evaluate_sysu(
     _check_pairs(gallery_feats, gallery_samples, "gallery")
     for s in query_samples:
         if s.modality != THERMAL or s.camera not in SYSU_QUERY_CAMERAS:
-            raise ValueError(
+            raise UserError(
                 f"SYSU-MM01 queries must be thermal images from cameras 3 and 6, got {s.path!r} "
                 f"({MODALITY_NAMES.get(s.modality, s.modality)}, camera {s.camera})"
             )
     cameras = SYSU_SEARCH_CAMERAS[mode]
     pool_idx = [i for i, s in enumerate(gallery_samples) if s.camera in cameras and s.modality == VISIBLE]
     if not pool_idx:
-        raise ValueError(f"SYSU-MM01: no visible gallery image from cameras {cameras}")
+        raise UserError(f"SYSU-MM01: no visible gallery image from cameras {cameras}")
     pool = [gallery_samples[i] for i in pool_idx]
     pool_feats = gallery_feats.index_select(0, torch.tensor(pool_idx, device=gallery_feats.device))
     dist = distance_matrix(query_feats, pool_feats.to(query_feats.device), distance)
@@ -533,14 +545,14 @@ def _split_direction(
     gallery_samples: Sequence[Sample],
 ) -> tuple[torch.Tensor, list[Sample], torch.Tensor, list[Sample]]:
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {tuple(DIRECTIONS)}, got {direction!r}")
+        raise UserError(f"direction must be one of {tuple(DIRECTIONS)}, got {direction!r}")
     qm = DIRECTIONS[direction]
     qi = [i for i, s in enumerate(query_samples) if s.modality == qm]
     gi = [i for i, s in enumerate(gallery_samples) if s.modality == 1 - qm]
     if not qi:
-        raise ValueError(f"{direction}: no {MODALITY_NAMES[qm]} query sample")
+        raise UserError(f"{direction}: no {MODALITY_NAMES[qm]} query sample")
     if not gi:
-        raise ValueError(f"{direction}: no {MODALITY_NAMES[1 - qm]} gallery sample")
+        raise UserError(f"{direction}: no {MODALITY_NAMES[1 - qm]} gallery sample")
     qf = query_feats.index_select(0, torch.tensor(qi, device=query_feats.device))
     gf = gallery_feats.index_select(0, torch.tensor(gi, device=gallery_feats.device))
     return qf, [query_samples[i] for i in qi], gf.to(qf.device), [gallery_samples[i] for i in gi]
@@ -609,11 +621,11 @@ def aggregate_splits(per_split: Sequence[Mapping[str, ProtocolResult]]) -> dict[
     split order, so means and standard deviations are over splits.
     """
     if not per_split:
-        raise ValueError("aggregate_splits needs at least one split")
+        raise UserError("aggregate_splits needs at least one split")
     keys = list(per_split[0])
     for i, split in enumerate(per_split):
         if list(split) != keys:
-            raise ValueError(f"split {i} has settings {list(split)}, expected {keys}")
+            raise UserError(f"split {i} has settings {list(split)}, expected {keys}")
     return {k: ProtocolResult.merge([split[k] for split in per_split]) for k in keys}
 
 
@@ -680,7 +692,7 @@ def evaluate_cross_modality(
         searches = ["all", *sorted(set(scenes.values()))]
     for search in searches:
         if search != "all" and search not in set(scenes.values()):
-            raise ValueError(
+            raise UserError(
                 f"search {search!r} needs a camera_scene map naming it; scenes known: {sorted(set(scenes.values()))}"
             )
     out: dict[str, ProtocolResult] = {}
@@ -689,7 +701,7 @@ def evaluate_cross_modality(
         if any(search != "all" for search in searches):
             unknown = sorted({s.camera for s in gs} - set(scenes))
             if unknown:
-                raise ValueError(f"{direction}: gallery cameras {unknown} have no scene in camera_scene")
+                raise UserError(f"{direction}: gallery cameras {unknown} have no scene in camera_scene")
         dist = distance_matrix(qf, gf, distance)
         reranking = _rerank_inputs(rerank, qf, gf, distance)
         for search in searches:
@@ -774,11 +786,11 @@ def extract_features(
     from mag_mmt.data.images import ImageDataset
 
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise UserError(f"batch_size must be a positive int, got {batch_size!r}")
     if modal not in (None, 1, 2):
-        raise ValueError(f"modal must be None, 1 (visible) or 2 (thermal), got {modal!r}")
+        raise UserError(f"modal must be None, 1 (visible) or 2 (thermal), got {modal!r}")
     if len(samples) == 0:
-        raise ValueError("extract_features needs at least one sample")
+        raise UserError("extract_features needs at least one sample")
     if device is None:
         param = next(iter(model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -794,7 +806,7 @@ def extract_features(
             out = out[-1]
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"the model must return (B, D) features for a batch of {x.shape[0]}, got {shape}")
+            raise UserError(f"the model must return (B, D) features for a batch of {x.shape[0]}, got {shape}")
         return out.float()
 
     dataset = ImageDataset(samples, loader=loader, transform=transform, size=size)
