@@ -299,3 +299,20 @@ def test_recipe_trains_two_steps_on_cpu(tmp_path, name):
     state = load_checkpoint(tmp_path / name / "last.pt", kind="train")
     assert state["step"] == 2 and state["config"]["recipe"] == name
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_cli_reports_last_and_selected_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mag_mmt.cli", "train", "--data", "synthetic", "--val", "holdout", "--val-identities", "3",
+           "--eval-every", "1", "--epochs", "2", "--steps-per-epoch", "2", "-P", "3", "-K", "2", "--img-size", "32,16",
+           "--device", "cpu", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "history.json").read_text())
+    sel = report["selected"]
+    assert sel["metric"] == "val_rank1" and sel["epoch"] in (1, 2)
+    assert sel["value"] == max(r["val_rank1"] for r in report["history"])
+    assert {"rank1", "mAP", "mINP"} <= set(sel["test"]) and {"rank1", "mAP"} <= set(report["final"])
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    assert "selected (epoch" in proc.stdout and "final:" in proc.stdout
