@@ -1,5 +1,6 @@
 """PNG pictures with PIL: a generic image grid, the MAG figure (visible, thermal,
-visible', thermal' per row, like Figure 6 of the paper) and CMC curves."""
+visible', thermal' per row, like Figure 6 of the paper), CMC curves, training curves (one
+panel per logged quantity, one line per run; or one run's step log) and a table rendered as a picture."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["to_uint8_image", "save_image_grid", "save_augmentation_grid", "save_cmc_plot"]
+__all__ = ["to_uint8_image", "save_image_grid", "save_augmentation_grid", "save_cmc_plot",
+           "save_training_curves", "save_table_image", "plot_training_curves"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -201,3 +203,195 @@ def save_cmc_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")
     return path
+
+
+def _nice_range(values: "list[float]") -> "tuple[float, float]":
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        pad = max(abs(hi) * 0.05, 1e-3)
+        return lo - pad, hi + pad
+    pad = 0.05 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+#: what :func:`plot_training_curves` draws by default, with the panel titles
+CURVE_TITLES = {"loss": "loss (total)", "id_loss": "CE (identity)", "triplet_loss": "triplet",
+                "mman": "MMAN", "mmap": "MMAP", "lr": "learning rate", "rank1": "rank-1 (eval)",
+                "mAP": "mAP (eval)"}
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def save_training_curves(
+    path: PathLike,
+    histories: "dict[str, Sequence[dict]]",
+    *,
+    keys: "Sequence[str] | None" = None,
+    title: str = "training curves",
+    panel_size: "tuple[int, int]" = (420, 260),
+    x: str = "epoch",
+) -> Path:
+    """Write a PNG of training curves: one panel per quantity, one line per run.
+
+    ``histories[name]`` is a run's list of rows: the per-epoch rows :func:`mag_mmt.engine.train`
+    returns (``{"epoch": 1, "loss": ..., "id_loss": ..., ...}``) or the rows of a run's
+    ``history.csv`` (:func:`mag_mmt.runlog.read_history`). The x axis is each row's ``x``
+    (``"epoch"`` or ``"step"``; its position when missing). Where a run has per-step rows
+    (``kind == "step"``) holding a quantity, that quantity is drawn from them; otherwise from
+    every row holding it (epoch and final evaluations). ``keys``: the quantities to draw
+    (default: those of :data:`CURVE_TITLES` that some row holds). This is the one
+    training-curve plot of the package: ``mag-mmt ablation`` draws its arms with it, and
+    ``mag-mmt train`` / ``mag-mmt plot`` one run (:func:`plot_training_curves`).
+
+    Example:
+        >>> import tempfile
+        >>> rows = [{"epoch": 1, "loss": 2.0, "id_loss": 1.5}, {"epoch": 2, "loss": 1.2, "id_loss": 1.0}]
+        >>> save_training_curves(tempfile.mkdtemp() + "/curves.png", {"run": rows}).name
+        'curves.png'
+    """
+    from PIL import Image, ImageDraw
+
+    xkey = x  # the loops below use x for pixel coordinates
+    if not histories or not any(len(rows) for rows in histories.values()):
+        raise ValueError("save_training_curves needs at least one run with at least one row")
+    present = {k for rows in histories.values() for row in rows for k in row}
+    if keys is None:
+        keys = [k for k in CURVE_TITLES if k in present]
+    keys = list(keys)
+    missing = [k for k in keys if k not in present]
+    if not keys or missing:
+        raise ValueError(f"no row holds {missing or 'any quantity to draw'}; rows hold {sorted(present)}")
+    pw, ph = panel_size
+    legend_w, header = 170, 26
+    cols = min(2, len(keys))
+    nrows = (len(keys) + cols - 1) // cols
+    img = Image.new("RGB", (cols * pw + legend_w, header + nrows * ph), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((8, 8), title, fill=(0, 0, 0))
+    names = list(histories)
+    for n, key in enumerate(keys):
+        series = {}
+        for name in names:
+            rows = [(i, row) for i, row in enumerate(histories[name]) if _finite(row.get(key))]
+            rows = [(i, row) for i, row in rows if row.get("kind") == "step"] or rows
+            pts = sorted((float(row[xkey]) if _finite(row.get(xkey)) else float(i + 1), float(row[key]))
+                         for i, row in rows)
+            if pts:
+                series[name] = pts
+        if not series:
+            raise ValueError(f"{key!r} has no finite value in any run")
+        xs = [x for pts in series.values() for x, _ in pts]
+        ys = [y for pts in series.values() for _, y in pts]
+        (xlo, xhi), (ylo, yhi) = (min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1), _nice_range(ys)
+        left = (n % cols) * pw + 60
+        top = header + (n // cols) * ph + 20
+        x0, x1, y0, y1 = left, left + pw - 80, top + ph - 60, top
+
+        def px(x: float, y: float) -> "tuple[float, float]":
+            return x0 + (x - xlo) / (xhi - xlo) * (x1 - x0), y0 + (y - ylo) / (yhi - ylo) * (y1 - y0)
+
+        digits = 3 + max(0, int(np.ceil(np.log10(max(abs(ylo), abs(yhi), 1e-12) / (yhi - ylo)))))
+        for i in range(5):
+            value = ylo + (yhi - ylo) * i / 4
+            _, y = px(xlo, value)
+            draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
+            draw.text((x0 - 52, y - 6), f"{value:8.{digits}g}"[-9:], fill=(60, 60, 60))
+        for value in sorted({xlo, xhi, (xlo + xhi) / 2}):
+            x, _ = px(value, ylo)
+            draw.text((x - 8, y0 + 6), f"{value:g}", fill=(60, 60, 60))
+        draw.rectangle([x0, y1, x1, y0], outline=(0, 0, 0))
+        draw.text((x0, top - 16), f"{CURVE_TITLES.get(key, key)} (x: {xkey})", fill=(0, 0, 0))
+        for name, pts in series.items():
+            colour = _PALETTE[names.index(name) % len(_PALETTE)]
+            points = [px(x, y) for x, y in pts]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            for x, y in points:
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+    for i, name in enumerate(names):
+        colour = _PALETTE[i % len(_PALETTE)]
+        lx, ly = cols * pw + 8, header + 20 + 18 * i
+        draw.line([(lx, ly + 6), (lx + 20, ly + 6)], fill=colour, width=3)
+        draw.text((lx + 26, ly), str(name), fill=(0, 0, 0))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, format="PNG")
+    return out
+
+
+def save_table_image(
+    path: PathLike,
+    header: Sequence[str],
+    rows: "Sequence[Sequence[object]]",
+    *,
+    title: str = "",
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write a table as a PNG: a header line, one line per row (cells as text, columns as
+    wide as their widest cell), then optional note lines.
+
+    Example:
+        >>> import tempfile
+        >>> save_table_image(tempfile.mkdtemp() + "/t.png", ["arm", "rank-1"], [["B", "31.2"]]).name
+        't.png'
+    """
+    from PIL import Image, ImageDraw
+
+    header = [str(h) for h in header]
+    cells = [[str(c) for c in row] for row in rows]
+    if not header or any(len(row) != len(header) for row in cells):
+        raise ValueError(f"every row must have {len(header)} cells (one per header entry)")
+    char_w, line_h, pad = 6, 16, 10  # PIL's default bitmap font is 6 px wide
+    widths = [max(len(r[j]) for r in [header, *cells]) * char_w + 14 for j in range(len(header))]
+    lines = [title] if title else []
+    width = max([sum(widths)] + [len(t) * char_w for t in [*lines, *notes]]) + 2 * pad
+    height = 2 * pad + line_h * (len(lines) + 1 + len(cells) + len(notes)) + (8 if notes else 0) + 4
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    y = pad
+    for text in lines:
+        draw.text((pad, y), text, fill=(0, 0, 0))
+        y += line_h
+    for i, row in enumerate([header, *cells]):
+        if i % 2 == 0 and i:
+            draw.rectangle([pad, y - 1, pad + sum(widths), y + line_h - 3], fill=(242, 242, 242))
+        x = pad
+        for j, text in enumerate(row):
+            draw.text((x + (widths[j] - 14 - len(text) * char_w if j else 0), y), text, fill=(0, 0, 0))
+            x += widths[j]
+        y += line_h
+        if i == 0:
+            draw.line([(pad, y - 2), (pad + sum(widths), y - 2)], fill=(0, 0, 0))
+    y += 8 if notes else 0
+    for text in notes:
+        draw.text((pad, y), text, fill=(70, 70, 70))
+        y += line_h
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, format="PNG")
+    return out
+def plot_training_curves(rows: "list[dict]", path: PathLike, keys: "Optional[Sequence[str]]" = None) -> Path:
+    """Write a PNG of training curves: one small panel per quantity against the step.
+
+    ``rows`` are history rows (:func:`mag_mmt.runlog.read_history`): dicts with a ``step``
+    (else ``epoch``) and any of ``keys`` (default: loss, CE, triplet, MMAN, MMAP, learning
+    rate, rank-1, mAP; see :data:`CURVE_TITLES`). A quantity the per-step rows
+    (``kind == "step"``) hold is drawn from them, otherwise from every row holding it (the
+    epoch and final evaluations). Quantities no row holds are left out; ``ValueError`` when
+    nothing is left to draw. Returns the path written.
+
+    Example:
+        >>> import tempfile
+        >>> rows = [{"kind": "step", "step": s, "loss": 2.0 / s, "lr": 0.01} for s in (1, 2, 3)]
+        >>> rows.append({"kind": "epoch", "step": 3, "rank1": 0.4, "mAP": 0.3})
+        >>> plot_training_curves(rows, tempfile.mkdtemp() + "/curves.png").name
+        'curves.png'
+    """
+    keys = list(CURVE_TITLES) if keys is None else list(keys)
+    x = "step" if any(_finite(r.get("step")) for r in rows) else "epoch"
+    drawable = [k for k in keys if any(_finite(r.get(k)) for r in rows)]
+    if not drawable:
+        raise ValueError(f"no row holds a finite value of {keys} (with a step or epoch) to draw")
+    return save_training_curves(path, {"run": rows}, keys=drawable, x=x, panel_size=(320, 200))

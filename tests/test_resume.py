@@ -98,7 +98,7 @@ def test_cli_resume_against_another_configuration(stopped_run, capsys):
 @pytest.mark.slow
 def test_max_steps_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys, monkeypatch):
     # the final evaluation is not what this test is about: a cheap stand-in keeps it short
-    monkeypatch.setattr(engine, "evaluate_model", lambda *a, **k: {"rank1": 0.5, "mAP": 0.5, "mINP": 0.5})
+    monkeypatch.setattr(engine, "evaluate_model", lambda *a, **k: {"rank1": 0.5, "mAP": 0.5, "mINP": 0.5, "setting": "stand-in"})
     out = tmp_path / "run dir"
     args = ["train", "--epochs", "2", "--steps-per-epoch", "2", "-P", "2", "-K", "2", "--out", str(out),
             "--no-progress", "--device", "cpu", "--max-steps", "3"]
