@@ -471,7 +471,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .ablation import run_from_args
 
-    run_from_args(args, train_config(args))  # UserError: printed by main()
+    base = train_config(args)
+    for name in ("seed", "progress", "out"):  # train flags not given are None (recipes): the resolved values
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(base, name))
+    run_from_args(args, base)  # UserError: printed by main()
     return 0
 
 
