@@ -88,6 +88,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mman-weight", type=float, default=1.0, help="weight of MMAN (MMT only; 0: MMAP alone)")
     g.add_argument("--id-weight", type=float, default=1.0)
     g.add_argument("--triplet-weight", type=float, default=1.0)
+    g.add_argument("--memory-size", type=int, default=0, metavar="N",
+                   help="cross-modality memory: the last N embeddings (labels, modalities) of past batches as extra "
+                   "references of the triplet term (mmt, batch-hard; N >= the global batch; saved in checkpoints). "
+                   "0: off (default)")
     g = p.add_argument_group("modality augmentation (MAG)")
     g.add_argument("--mag", dest="mag", action="store_true", default=True, help="on (default)")
     g.add_argument("--no-mag", dest="mag", action="store_false", help="off")
@@ -221,7 +225,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         img_size=args.img_size, num_identities=args.num_identities, num_instances=args.num_instances,
         num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
         init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
-        mman_weight=args.mman_weight,
+        mman_weight=args.mman_weight, memory_size=args.memory_size,
         id_weight=args.id_weight, triplet_weight=args.triplet_weight, mag=args.mag, mag_p=args.mag_p,
         mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs, epoch_unit=args.epoch_unit,
         steps_per_epoch=args.steps_per_epoch, optimizer=args.optimizer, lr=args.lr,
