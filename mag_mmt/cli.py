@@ -1,4 +1,4 @@
-"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain``, ``ablation`` and
+"""The ``mag-mmt`` command line: ``train``, ``eval``, ``demo``, ``pretrain``, ``ablation``, ``plot`` and
 ``convert-checkpoint``.
 
 This module only parses arguments and checks them (before any work starts); the work is
@@ -14,6 +14,7 @@ Examples::
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
     mag-mmt ablation --data synthetic --arms B,+MAG,+MMT,+MAG+MMT --seeds 0-4 --out runs/ablation
+    mag-mmt plot runs/sysu   # runs/sysu/curves.png from runs/sysu/history.csv
     mag-mmt convert-checkpoint old/last.pt runs/sysu/last.pt   # a mag-mmt/1 file, rewritten safely
 
 Mistakes in the input (a missing root, a truncated image, a bad argument, a truncated
@@ -33,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from .data.synthetic import SYNTHETIC_PRESETS
 from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
 from .errors import UserError
 
@@ -59,7 +61,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", choices=DATASETS, default="synthetic",
                    help="dataset: embedded synthetic data, SYSU-MM01, RegDB or a CSV manifest")
     g.add_argument("--root", help="dataset folder (sysu, regdb) or manifest CSV file (manifest)")
-    g.add_argument("--synthetic-preset", default=None, choices=("demo", "large"),
+    g.add_argument("--synthetic-preset", default=None, choices=sorted(SYNTHETIC_PRESETS),
                    help="synthetic data size (default: demo; eval: the checkpoint's)")
     g.add_argument("--regdb-trial", type=int, default=1, help="RegDB split 1..10")
     g.add_argument("--img-size", type=_pair(int), default=None, metavar="H,W",
@@ -118,11 +120,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    g.add_argument("--out", default="runs/train", help="output folder (checkpoints, history.json)")
+    g.add_argument("--out", default="runs/train",
+                   help="output folder (last.pt, history.csv/.json, tensorboard/, curves.png)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     g.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     g.add_argument("--max-steps", type=int, default=None, help="stop after N steps (checkpointed)")
     g.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: only at the end)")
+    g.add_argument("--log-every", type=int, default=10, help="steps per row of OUT/history.csv")
     g.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     debug_help = "on an input error, also print the Python traceback"
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{demo,train,eval,pretrain,ablation,convert-checkpoint}")
+                                metavar="{demo,train,eval,pretrain,ablation,plot,convert-checkpoint}")
 
     p = sub.add_parser("train", help="train a model")
     _train_args(p)
@@ -173,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("plot", help="draw a training run's curves (loss terms, lr, rank-1, mAP) as a PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a `mag-mmt train --out` folder (its history.csv or .json)")
+    p.add_argument("--out", default=None, help="the PNG to write (default: RUN_DIR/curves.png)")
 
     p = sub.add_parser("convert-checkpoint", help="rewrite an old-format (mag-mmt/1) checkpoint in the safe format",
                        description="Rewrite a mag-mmt/1 checkpoint as mag-mmt/2 (tensors and plain data only, "
@@ -232,7 +240,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones),
         amp=args.amp, seed=args.seed, device=args.device, out=args.out, resume=args.resume,
         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, eval_every=args.eval_every,
-        progress=args.progress,
+        progress=args.progress, log_every=args.log_every,
     )
 
 
@@ -251,7 +259,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
         print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
               f"mINP {100 * metrics['mINP']:.2f}%  ({metrics['setting']})")
-        engine.write_json(Path(cfg.out) / "history.json", {"history": result.history, "final": metrics})
+        from .runlog import RunLog
+
+        runlog = RunLog.reopen(cfg.out)  # the final row joins history.csv/.json, TensorBoard and curves.png
+        runlog.final(metrics)
+        runlog.close()
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .runlog import read_history
+    from .visualize import plot_training_curves
+
+    if not Path(args.run_dir).is_dir():
+        raise CLIError(f"RUN_DIR {args.run_dir!r} is not a folder")
+    rows = read_history(args.run_dir)  # UserError naming the folder, file or line
+    try:
+        path = plot_training_curves(rows, args.out or Path(args.run_dir) / "curves.png")
+    except ValueError as exc:  # nothing to draw
+        raise CLIError(f"{args.run_dir}: {exc}") from None
+    print(f"wrote {path} ({len(rows)} history rows)")
     return 0
 
 
@@ -386,7 +413,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "pretrain": cmd_pretrain,
-            "ablation": cmd_ablation, "convert-checkpoint": cmd_convert}
+            "ablation": cmd_ablation, "plot": cmd_plot, "convert-checkpoint": cmd_convert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,10 @@ configuration fields that shape training (data, model, loss, batch, optimiser, s
 all but :data:`RESUME_MAY_CHANGE`), the number of classes and images, and the number of
 processes; a difference is a :class:`~mag_mmt.errors.UserError` naming the fields.
 
+**Logs**: ``OUT/history.csv`` and ``history.json`` (a row every ``log_every`` steps and one per
+epoch), TensorBoard events in ``OUT/tensorboard/`` when tensorboard is installed, and
+``OUT/curves.png`` at the end (:mod:`mag_mmt.runlog`, docs/logging.md); rank 0 writes them.
+
 **Several processes** (``torchrun``): every rank draws its own MAG boxes and flips, from a
 generator seeded with :func:`augment_seed` ``(seed, rank)``; rank 0 keeps ``seed + 1``, the
 single-process value.
@@ -63,7 +67,7 @@ PROTOCOLS = DATASET_PROTOCOLS  # evaluation protocols: sysu, regdb, npu
 #: TrainConfig fields that may differ when a run is resumed (they do not change what is trained)
 RESUME_MAY_CHANGE = frozenset({
     "epochs", "max_steps", "checkpoint_every", "eval_every", "eval_trials", "progress", "num_workers",
-    "device", "amp", "out", "resume", "pretrained", "init",
+    "device", "amp", "out", "resume", "pretrained", "init", "log_every",
 })
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -127,6 +131,7 @@ class TrainConfig:
     eval_every: int = 0  # epochs; 0 = never during training
     eval_trials: int = 10
     progress: bool = True
+    log_every: int = 10  # steps per row of OUT/history.csv (mag_mmt.runlog)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +164,8 @@ class TrainConfig:
             raise UserError(f"epoch_unit must be one of {', '.join(EPOCH_UNITS)}, got {self.epoch_unit!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        if self.log_every < 1:
+            raise UserError(f"log_every must be >= 1, got {self.log_every}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"max_steps must be >= 1, got {self.max_steps}")
         for name in ("mman_weight", "pos_weight"):
@@ -530,6 +537,9 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         history = list(state.get("history", []))
         log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
         del state
+    from .runlog import RunLog
+
+    runlog = RunLog(out, start_step=global_step, every=cfg.log_every, enabled=rank == 0)  # rows after it dropped
 
     train_model: nn.Module = model
     if world > 1:
@@ -538,6 +548,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         )
 
     def save(epoch: int, step_in_epoch: int) -> None:
+        runlog.flush()  # a resumed run continues history.csv from this step
         rng = gather_rng_states(aug_gen)  # every rank takes part; rank 0 writes
         if rank != 0:
             return
@@ -599,6 +610,8 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
             done += 1
             sums += torch.stack([loss.detach(), id_loss.detach(), tri_loss.detach()]).float()
             seen += images.shape[0]
+            runlog.step(global_step, epoch + 1, optimizer.param_groups[0]["lr"], loss, id_loss, tri_loss,
+                        getattr(criterion, "last_parts", None))
             if bar is not None:
                 bar.update(1)
                 if (i + 1) % 10 == 0 or i + 1 == steps_per_epoch:
@@ -622,10 +635,12 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
                 row.update(evaluate_model(model, data, size, trials=cfg.eval_trials, device=device))
                 model.train()
             history.append(row)
+            runlog.epoch(global_step, row)
             log(_format_row(row))
             save(epoch + 1, 0)
         if stopped:
             break
+    runlog.close()  # history.json, curves.png
     return TrainResult(model=model, data=data, config=cfg, history=history,
                        checkpoint=ckpt_path if ckpt_path.exists() else None, stopped_early=stopped)
 

@@ -1,6 +1,6 @@
 """PNG pictures with PIL: a generic image grid, the MAG figure (visible, thermal,
 visible', thermal' per row, like Figure 6 of the paper), CMC curves, training curves (one
-panel per logged quantity, one line per run) and a table rendered as a picture."""
+panel per logged quantity, one line per run; or one run's step log) and a table rendered as a picture."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["to_uint8_image", "save_image_grid", "save_augmentation_grid", "save_cmc_plot",
-           "save_training_curves", "save_table_image"]
+           "save_training_curves", "save_table_image", "plot_training_curves"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -214,6 +214,16 @@ def _nice_range(values: "list[float]") -> "tuple[float, float]":
     return lo - pad, hi + pad
 
 
+#: what :func:`plot_training_curves` draws by default, with the panel titles
+CURVE_TITLES = {"loss": "loss (total)", "id_loss": "CE (identity)", "triplet_loss": "triplet",
+                "mman": "MMAN", "mmap": "MMAP", "lr": "learning rate", "rank1": "rank-1 (eval)",
+                "mAP": "mAP (eval)"}
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def save_training_curves(
     path: PathLike,
     histories: "dict[str, Sequence[dict]]",
@@ -221,14 +231,19 @@ def save_training_curves(
     keys: "Sequence[str] | None" = None,
     title: str = "training curves",
     panel_size: "tuple[int, int]" = (420, 260),
+    x: str = "epoch",
 ) -> Path:
     """Write a PNG of training curves: one panel per quantity, one line per run.
 
-    ``histories[name]`` is a run's list of per-epoch rows as :func:`mag_mmt.engine.train`
-    returns them (``{"epoch": 1, "loss": ..., "id_loss": ..., ...}``); the x axis is the row's
-    ``"epoch"`` (its position when missing). ``keys``: the quantities to draw (default: those
-    of ``loss``, ``id_loss``, ``triplet_loss``, ``rank1``, ``mAP`` that some row holds). This
-    is the one training-curve plot of the package (the ablation uses it; so can ``train``).
+    ``histories[name]`` is a run's list of rows: the per-epoch rows :func:`mag_mmt.engine.train`
+    returns (``{"epoch": 1, "loss": ..., "id_loss": ..., ...}``) or the rows of a run's
+    ``history.csv`` (:func:`mag_mmt.runlog.read_history`). The x axis is each row's ``x``
+    (``"epoch"`` or ``"step"``; its position when missing). Where a run has per-step rows
+    (``kind == "step"``) holding a quantity, that quantity is drawn from them; otherwise from
+    every row holding it (epoch and final evaluations). ``keys``: the quantities to draw
+    (default: those of :data:`CURVE_TITLES` that some row holds). This is the one
+    training-curve plot of the package: ``mag-mmt ablation`` draws its arms with it, and
+    ``mag-mmt train`` / ``mag-mmt plot`` one run (:func:`plot_training_curves`).
 
     Example:
         >>> import tempfile
@@ -238,11 +253,12 @@ def save_training_curves(
     """
     from PIL import Image, ImageDraw
 
+    xkey = x  # the loops below use x for pixel coordinates
     if not histories or not any(len(rows) for rows in histories.values()):
         raise ValueError("save_training_curves needs at least one run with at least one row")
     present = {k for rows in histories.values() for row in rows for k in row}
     if keys is None:
-        keys = [k for k in ("loss", "id_loss", "triplet_loss", "rank1", "mAP") if k in present]
+        keys = [k for k in CURVE_TITLES if k in present]
     keys = list(keys)
     missing = [k for k in keys if k not in present]
     if not keys or missing:
@@ -258,8 +274,10 @@ def save_training_curves(
     for n, key in enumerate(keys):
         series = {}
         for name in names:
-            pts = [(float(row.get("epoch", i + 1)), float(row[key])) for i, row in enumerate(histories[name])
-                   if key in row and np.isfinite(float(row[key]))]
+            rows = [(i, row) for i, row in enumerate(histories[name]) if _finite(row.get(key))]
+            rows = [(i, row) for i, row in rows if row.get("kind") == "step"] or rows
+            pts = sorted((float(row[xkey]) if _finite(row.get(xkey)) else float(i + 1), float(row[key]))
+                         for i, row in rows)
             if pts:
                 series[name] = pts
         if not series:
@@ -284,7 +302,7 @@ def save_training_curves(
             x, _ = px(value, ylo)
             draw.text((x - 8, y0 + 6), f"{value:g}", fill=(60, 60, 60))
         draw.rectangle([x0, y1, x1, y0], outline=(0, 0, 0))
-        draw.text((x0, top - 16), f"{key} (x: epoch)", fill=(0, 0, 0))
+        draw.text((x0, top - 16), f"{CURVE_TITLES.get(key, key)} (x: {xkey})", fill=(0, 0, 0))
         for name, pts in series.items():
             colour = _PALETTE[names.index(name) % len(_PALETTE)]
             points = [px(x, y) for x, y in pts]
@@ -354,3 +372,26 @@ def save_table_image(
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out, format="PNG")
     return out
+def plot_training_curves(rows: "list[dict]", path: PathLike, keys: "Optional[Sequence[str]]" = None) -> Path:
+    """Write a PNG of training curves: one small panel per quantity against the step.
+
+    ``rows`` are history rows (:func:`mag_mmt.runlog.read_history`): dicts with a ``step``
+    (else ``epoch``) and any of ``keys`` (default: loss, CE, triplet, MMAN, MMAP, learning
+    rate, rank-1, mAP; see :data:`CURVE_TITLES`). A quantity the per-step rows
+    (``kind == "step"``) hold is drawn from them, otherwise from every row holding it (the
+    epoch and final evaluations). Quantities no row holds are left out; ``ValueError`` when
+    nothing is left to draw. Returns the path written.
+
+    Example:
+        >>> import tempfile
+        >>> rows = [{"kind": "step", "step": s, "loss": 2.0 / s, "lr": 0.01} for s in (1, 2, 3)]
+        >>> rows.append({"kind": "epoch", "step": 3, "rank1": 0.4, "mAP": 0.3})
+        >>> plot_training_curves(rows, tempfile.mkdtemp() + "/curves.png").name
+        'curves.png'
+    """
+    keys = list(CURVE_TITLES) if keys is None else list(keys)
+    x = "step" if any(_finite(r.get("step")) for r in rows) else "epoch"
+    drawable = [k for k in keys if any(_finite(r.get(k)) for r in rows)]
+    if not drawable:
+        raise ValueError(f"no row holds a finite value of {keys} (with a step or epoch) to draw")
+    return save_training_curves(path, {"run": rows}, keys=drawable, x=x, panel_size=(320, 200))

@@ -26,12 +26,12 @@ from mag_mmt.checkpoint import (
     set_rng_state,
 )
 from mag_mmt.cli import main
-from mag_mmt.data.synthetic import make_synthetic
-from mag_mmt.engine import TrainConfig, load_init, model_from_checkpoint, train
+from mag_mmt.engine import load_init, model_from_checkpoint, train
 from mag_mmt.errors import UserError
 from mag_mmt.models import build_model
 from mag_mmt.models.dual_swin import load_swin_state_dict
 from mag_mmt.pretrain import load_pretrained
+from tests.train_helpers import small_cfg as _cfg, small_data, assert_same_weights as _same_weights
 
 
 class RunsCode:
@@ -78,21 +78,7 @@ def malicious(tmp_path):
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic("demo", num_identities=12, num_train_identities=6, images_per_camera=2, seed=3)
-
-
-def _cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(data="synthetic", model="small-cnn", epochs=2, steps_per_epoch=2, num_identities=2,
-                num_instances=2, seed=5, out=str(out), progress=False, device="cpu", mag_p=0.7)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
+    return small_data()
 
 
 REFUSED = r"refused to load|old format|holds an object|not a mag-mmt"

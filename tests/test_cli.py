@@ -6,35 +6,20 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from mag_mmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mag_mmt.cli import main
-from mag_mmt.data.synthetic import make_synthetic
-from mag_mmt.engine import TrainConfig, load_init, train
+from mag_mmt.engine import load_init, train
 from mag_mmt.models import build_model
+from tests.train_helpers import small_cfg as _cfg, small_data, assert_same_weights as _same_weights
 
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic("demo", num_identities=12, num_train_identities=6, images_per_camera=2, seed=3)
-
-
-def _cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(data="synthetic", model="small-cnn", epochs=2, steps_per_epoch=2, num_identities=2,
-                num_instances=2, seed=5, out=str(out), progress=False, device="cpu", mag_p=0.7)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
+    return small_data()
 
 
 @pytest.mark.slow

@@ -15,18 +15,12 @@ from mag_mmt.cli import main, resume_command
 from mag_mmt.data.synthetic import make_synthetic
 from mag_mmt.engine import TrainConfig, config_differences, train
 from mag_mmt.errors import UserError
+from tests.train_helpers import small_cfg as _cfg, small_data
 
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic("demo", num_identities=12, num_train_identities=6, images_per_camera=2, seed=3)
-
-
-def _cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(data="synthetic", model="small-cnn", epochs=2, steps_per_epoch=2, num_identities=2,
-                num_instances=2, seed=5, out=str(out), progress=False, device="cpu", mag_p=0.7)
-    base.update(kw)
-    return TrainConfig(**base)
+    return small_data()
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,7 @@ def test_thermal_carries_identity(demo):
 
 
 def test_presets_and_bad_arguments():
-    assert set(SYNTHETIC_PRESETS) == {"demo", "large"}
+    assert set(SYNTHETIC_PRESETS) == {"demo", "large", "bench", "bench-large"}
     large = make_synthetic("large")
     assert not large.loader.cache and large.meta["size"] == (256, 128)
     assert large.num_train_identities == 395 and len(large.meta["test_ids"]) == 96
@@ -181,3 +181,62 @@ def test_presets_and_bad_arguments():
         data.loader(synthetic_key(0, 1, 2))
     with pytest.raises(ValueError, match="cameras are"):
         data.loader(synthetic_key(0, 7, 0))
+
+
+BENCH_SMALL = dict(num_identities=8, num_train_identities=4, images_per_camera=2)
+
+
+def test_bench_presets_layout_and_shapes():
+    bench = make_synthetic("bench")
+    assert bench.meta["style"] == "bench" and bench.meta["size"] == (64, 32)
+    assert bench.num_train_identities == 300 and len(bench.meta["test_ids"]) == 64
+    assert bench.loader.cache  # 364 x 6 x 4 images of 64 x 32: cached
+    big = make_synthetic("bench-large")
+    assert big.meta["style"] == "bench" and not big.loader.cache
+    assert big.num_train_identities == 400 and len(big.meta["test_ids"]) == 96
+    assert big.loader(big.query[-1]).shape == (3, 128, 64)
+    assert make_synthetic("demo").meta["style"] == "classic"
+    with pytest.raises(ValueError, match="unknown synthetic style 'fancy'"):
+        make_synthetic("demo", style="fancy")
+
+
+def test_bench_images_deterministic_and_distinct_from_classic():
+    a = make_synthetic("bench", **BENCH_SMALL, seed=5)
+    b = make_synthetic("bench", **BENCH_SMALL, seed=5, cache=False)
+    paths = [s.path for s in a.train[::5] + a.query + a.gallery[::3]]
+    ra = a.loader.render_paths(paths)
+    assert ra.dtype == torch.uint8 and ra.shape == (len(paths), 3, 64, 32)
+    assert torch.equal(ra, b.loader.render_paths(paths))  # same seed, same pixels (cached or not)
+    assert not torch.equal(ra, make_synthetic("bench", **BENCH_SMALL, seed=6).loader.render_paths(paths))
+    classic = make_synthetic("demo", **BENCH_SMALL, seed=5).loader.render_paths(paths)
+    assert (ra.float() - classic.float()).abs().mean() > 5  # another generator, not the demo's
+    thermal = a.loader.render_paths([s.path for s in a.query]).float()
+    assert torch.equal(thermal[:, 0], thermal[:, 1]) and torch.equal(thermal[:, 1], thermal[:, 2])
+    # the classic style draws none of the bench parameters (its pixels stay as they were)
+    assert "hat" not in make_synthetic("demo", **BENCH_SMALL).loader._id
+    assert "heat_jitter" not in make_synthetic("demo", **BENCH_SMALL).loader._img
+
+
+def _mean_colour_rank1(data: ReIDData, query, gallery) -> float:
+    def desc(samples):
+        x = data.loader.render_paths([s.path for s in samples]).float()
+        h, w = x.shape[-2:]
+        return x[..., h // 8 : 15 * h // 16, w // 4 : 3 * w // 4].mean(dim=(2, 3))
+
+    iq = torch.tensor([s.identity for s in query])
+    ig = torch.tensor([s.identity for s in gallery])
+    return float((ig[torch.cdist(desc(query), desc(gallery)).argmin(1)] == iq).float().mean())
+
+
+@pytest.mark.slow
+def test_bench_colour_alone_does_not_match_across_modalities():
+    """64 test identities: colour histograms and mean colours find the same person among
+    visible cameras far above chance, but not from a thermal query (below 3x chance)."""
+    data = make_synthetic("bench", num_identities=96, num_train_identities=32, images_per_camera=2)
+    chance = 1.0 / len(data.meta["test_ids"])
+    cam1 = [s for s in data.gallery if s.camera == 1]
+    others = [s for s in data.gallery if s.camera != 1]
+    within = _hist_rank1(data, cam1, others)
+    assert within > 4 * chance, within
+    for rank1 in (_hist_rank1(data, data.query, data.gallery), _mean_colour_rank1(data, data.query, data.gallery)):
+        assert rank1 < 3 * chance, rank1

@@ -30,6 +30,15 @@ comes from the heat values, which are drawn independently of the colours, plus t
 contrast of the pattern materials. Colour therefore cannot match across modalities (as in
 real RGB-IR data), while body shape, pattern layout, sleeves/trousers (skin is hot) and the
 bag are shared cues. Thermal images have three equal channels.
+
+The ``"bench"`` style (presets ``"bench"`` and ``"bench-large"``, the embedded benchmark of
+``docs/benchmark.md``) changes the identities, from its own random streams so that the
+classic presets render exactly as before: clothing colours come from a 10-colour palette (many
+people share a colour), a pattern's second colour always differs from the main one, stripes
+and checks are bolder, body shapes spread wider; heat is set mostly by the material (a small
+identity part plus a per-image jitter of each material's heat), so the thermal intensity level
+is a weak identity cue, while the pattern, a printed chest block and a cap differ from the
+clothes in colour *and* in heat and so show in both modalities. Heat stays independent of colour.
 """
 
 from __future__ import annotations
@@ -49,7 +58,15 @@ SYNTHETIC_PRESETS: dict[str, dict] = {
     "demo": dict(num_identities=64, num_train_identities=32, images_per_camera=4, size=(64, 32)),
     # GPU scale, SYSU-like counts: 395 train / 96 test identities, 10 images per camera.
     "large": dict(num_identities=491, num_train_identities=395, images_per_camera=10, size=(256, 128)),
+    # the embedded benchmark (docs/benchmark.md): the "bench" generator style (material-driven
+    # heat, hats and chest prints), 300 train / 64 test identities, 64 x 32 pixels.
+    "bench": dict(num_identities=364, num_train_identities=300, images_per_camera=4, size=(64, 32),
+                  style="bench"),
+    # the same at GPU scale: 400 train / 96 test identities, 10 images per camera, 128 x 64.
+    "bench-large": dict(num_identities=496, num_train_identities=400, images_per_camera=10, size=(128, 64),
+                        style="bench"),
 }
+STYLES = ("classic", "bench")
 CAMERAS = tuple(sorted(SYSU_CAMERA_MODALITY))  # 1..6
 _KEY = re.compile(r"synthetic://(\d+)/(\d+)/(\d+)")
 _CACHE_LIMIT = 2**28  # bytes: cache the rendering up to 256 MiB by default
@@ -87,7 +104,7 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v.unsqueeze(-1) * (1.0 - s.unsqueeze(-1) * t)
 
 
-def _identity_params(n: int, seed: int) -> dict[str, torch.Tensor]:
+def _identity_params(n: int, seed: int, style: str = "classic") -> dict[str, torch.Tensor]:
     g = _gen(seed, 1)
     build = _u(g, [n], 0.8, 1.25)
     hue = torch.rand(n, generator=g)
@@ -128,7 +145,70 @@ def _identity_params(n: int, seed: int) -> dict[str, torch.Tensor]:
         "heat_second": _u(g, [n], 0.12, 0.3) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0),
         "heat_bag": _u(g, [n], 0.15, 0.35),
     }
+    if style == "bench":
+        p.update(_bench_identity_params(n, seed))
     return p
+
+
+# the "bench" style's clothing colours: many people share a colour, as in real footage, so
+# colour narrows an identity down but does not name it
+_BENCH_PALETTE = torch.tensor([
+    [0.08, 0.08, 0.09], [0.9, 0.9, 0.88], [0.5, 0.5, 0.52], [0.12, 0.15, 0.35], [0.7, 0.12, 0.12],
+    [0.2, 0.4, 0.8], [0.15, 0.45, 0.2], [0.8, 0.72, 0.55], [0.4, 0.25, 0.12], [0.9, 0.8, 0.2],
+])
+
+
+def _bench_identity_params(n: int, seed: int) -> dict[str, torch.Tensor]:
+    """The "bench" style's changes (own random stream, so the classic draws stay as they were).
+
+    Heat is set mostly by the material (skin hot, clothes cooler) with a small identity part,
+    so the thermal intensity level is a weak identity cue; shapes spread wider; a hat and a
+    printed chest block (colour *and* emissivity differ) add cues seen in both modalities.
+    """
+    g = _gen(seed, 4)
+    build = _u(g, [n], 0.75, 1.3)
+
+    def palette(count: int, avoid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clothing colours from a small palette, slightly varied (and their palette index)."""
+        m = len(_BENCH_PALETTE)
+        index = torch.randint(0, m, (count,), generator=g)
+        if avoid is not None:  # a different palette colour than `avoid` (a visible pattern)
+            index = (avoid + 1 + torch.randint(0, m - 1, (count,), generator=g)) % m
+        return (_BENCH_PALETTE[index] * _u(g, [count, 1], 0.85, 1.15)).clamp(0.0, 1.0), index
+
+    upper, upper_index = palette(n)
+    return {
+        "upper": upper,
+        "second": palette(n, upper_index)[0],
+        "freq": _u(g, [n], 2.0, 3.5),  # bold stripes and checks
+        "lower": palette(n)[0],
+        "bag_rgb": palette(n)[0],
+        "height": _u(g, [n], 0.7, 0.97),
+        "shoulder": 0.105 * build,
+        "hip": 0.085 * build * _u(g, [n], 0.8, 1.2),
+        "leg_len": _u(g, [n], 0.4, 0.54),
+        "leg_w": 0.034 * build * _u(g, [n], 0.8, 1.25),
+        "arm_w": 0.024 * build,
+        "head_r": _u(g, [n], 0.052, 0.075),
+        "heat_skin": _u(g, [n], 0.88, 0.95),
+        "heat_hair": _u(g, [n], 0.5, 0.58),
+        "heat_upper": _u(g, [n], 0.48, 0.6),
+        "heat_lower": _u(g, [n], 0.42, 0.54),
+        "heat_second": _u(g, [n], 0.3, 0.45) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0),
+        "heat_bag": _u(g, [n], 0.25, 0.33),
+        "bag_h": _u(g, [n], 0.15, 0.25),
+        "bag_w": _u(g, [n], 0.07, 0.11),
+        "hat": (torch.rand(n, generator=g) < 0.3).float(),
+        "hat_rgb": palette(n)[0],
+        "heat_hat": _u(g, [n], 0.25, 0.35),
+        "logo": (torch.rand(n, generator=g) < 0.4).float(),
+        "logo_u": _u(g, [n], -0.5, 0.5),  # centre, in shoulder half-widths
+        "logo_v": _u(g, [n], 0.35, 0.75),  # centre, as a fraction of the torso height
+        "logo_w": _u(g, [n], 0.35, 0.7),  # half-width, in shoulder half-widths
+        "logo_h": _u(g, [n], 0.12, 0.25),  # half-height, as a fraction of the torso height
+        "logo_rgb": palette(n, upper_index)[0],
+        "heat_logo": _u(g, [n], 0.3, 0.45) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0),
+    }
 
 
 def _camera_params(seed: int) -> dict[str, torch.Tensor]:
@@ -153,10 +233,10 @@ def _camera_params(seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _image_params(n: int, k: int, seed: int) -> dict[str, torch.Tensor]:
+def _image_params(n: int, k: int, seed: int, style: str = "classic") -> dict[str, torch.Tensor]:
     shape = (n, len(CAMERAS), k)
     g = _gen(seed, 3)
-    return {
+    p = {
         "dx": 0.03 * torch.randn(shape, generator=g),
         "dy": 0.01 * torch.randn(shape, generator=g),
         "dscale": _u(g, shape, 0.93, 1.05),
@@ -167,6 +247,12 @@ def _image_params(n: int, k: int, seed: int) -> dict[str, torch.Tensor]:
         "bg_phase": _u(g, shape, 0.0, 2 * math.pi),
         "noise_seed": torch.randint(0, 2**31 - 1, shape, generator=g),
     }
+    if style == "bench":  # per-image heat jitter per material (activity, sun, clothing contact)
+        p["heat_jitter"] = 0.04 * torch.randn((*shape, len(_HEAT_MATERIALS)), generator=_gen(seed, 5))
+    return p
+
+
+_HEAT_MATERIALS = ("heat_skin", "heat_hair", "heat_upper", "heat_lower", "heat_bag", "heat_hat", "heat_logo")
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,6 +283,10 @@ def render_params(
     """
     h_px, w_px = size
     n = imp["dx"].shape[0]
+    if "heat_jitter" in imp:  # "bench" style: per-image heat of each material
+        idp = dict(idp)
+        for j, name in enumerate(_HEAT_MATERIALS):
+            idp[name] = idp[name] + imp["heat_jitter"][:, j]
 
     def col(t: torch.Tensor) -> torch.Tensor:  # (N,) -> (N, 1, 1)
         return t.reshape(n, 1, 1)
@@ -316,12 +406,24 @@ def render_params(
     img = over(img, legs, leg_layer)
     top_layer = upper + second.unsqueeze(1) * (upper2 - upper)
     img = over(img, torso, top_layer)
+    if "logo" in idp:  # "bench" style: a printed block on the torso (front and back)
+        torso_h = neck - leg_len
+        logo_v = leg_len + col(idp["logo_v"]) * torso_h
+        logo_h = col(idp["logo_h"]) * torso_h
+        logo = col(idp["logo"]) * torso * _soft(
+            _box(u_body, v, col(idp["logo_u"]) * shoulder, col(idp["logo_w"]) * shoulder, logo_v - logo_h,
+                 logo_v + logo_h), soft)
+        img = over(img, logo, mat(idp["logo_rgb"], (idp["heat_upper"] + idp["heat_logo"]).clamp(0.05, 0.95)))
     img = over(img, bag, bag_m.expand_as(img))
     arm_layer = upper + second.unsqueeze(1) * (upper2 - upper)
     arm_layer = arm_layer + arm_skin.unsqueeze(1) * (skin - arm_layer)
     img = over(img, arms, arm_layer)
     head_layer = skin + hair.unsqueeze(1) * (hair_m - skin)
     img = over(img, head, head_layer)
+    if "hat" in idp:  # "bench" style: a cap over the top of the head
+        cap = _soft(1.12 * head_r - torch.sqrt((u / 0.9) ** 2 + (v - head_cv) ** 2 + 1e-12), soft)
+        cap = col(idp["hat"]) * cap * _soft(v - head_cv - 0.2 * head_r, soft)
+        img = over(img, cap, mat(idp["hat_rgb"], idp["heat_hat"]))
 
     # sensors
     rgb, heat = img[:, :3], img[:, 3:]
@@ -362,7 +464,10 @@ class SyntheticRenderer:
         size: tuple[int, int] = (64, 32),
         seed: int = 0,
         cache: bool | None = None,
+        style: str = "classic",
     ) -> None:
+        if style not in STYLES:
+            raise ValueError(f"unknown synthetic style {style!r}; choose one of {list(STYLES)}")
         if num_identities < 1 or images_per_camera < 1:
             raise ValueError(
                 f"num_identities and images_per_camera must be >= 1, got {num_identities} and {images_per_camera}"
@@ -374,9 +479,10 @@ class SyntheticRenderer:
         self.images_per_camera = int(images_per_camera)
         self.size = size
         self.seed = int(seed)
-        self._id = _identity_params(self.num_identities, self.seed)
+        self.style = style
+        self._id = _identity_params(self.num_identities, self.seed, style)
         self._cam = _camera_params(self.seed)
-        self._img = _image_params(self.num_identities, self.images_per_camera, self.seed)
+        self._img = _image_params(self.num_identities, self.images_per_camera, self.seed, style)
         nbytes = self.num_identities * len(CAMERAS) * self.images_per_camera * 3 * size[0] * size[1]
         self.cache = nbytes <= _CACHE_LIMIT if cache is None else bool(cache)
         self._store: torch.Tensor | None = None
@@ -444,7 +550,7 @@ class SyntheticRenderer:
     def __repr__(self) -> str:
         return (
             f"SyntheticRenderer(num_identities={self.num_identities}, images_per_camera="
-            f"{self.images_per_camera}, size={self.size}, seed={self.seed}, cache={self.cache})"
+            f"{self.images_per_camera}, size={self.size}, seed={self.seed}, cache={self.cache}, style={self.style!r})"
         )
 
 
@@ -458,13 +564,16 @@ def make_synthetic(
     seed: int = 0,
     both_directions: bool = False,
     cache: bool | None = None,
+    style: str | None = None,
 ) -> ReIDData:
     """Synthetic SYSU-like cross-modality data (see the module docstring).
 
     Args:
-        preset: ``"demo"`` (64 ids: 32 train / 32 test, 4 images per camera, 64 x 32 px)
-            or ``"large"`` (491 ids: 395 / 96, 10 per camera, 256 x 128 px); the keyword
-            arguments below override it.
+        preset: ``"demo"`` (64 ids: 32 train / 32 test, 4 images per camera, 64 x 32 px),
+            ``"large"`` (491 ids: 395 / 96, 10 per camera, 256 x 128 px), the benchmark's
+            ``"bench"`` (364 ids: 300 / 64, 4 per camera, 64 x 32 px, ``style="bench"``) or
+            ``"bench-large"`` (496 ids: 400 / 96, 10 per camera, 128 x 64 px, for a GPU);
+            the keyword arguments below override it.
         num_identities: identities in all; ``num_train_identities`` of them (the lowest ids)
             train, the rest test.
         images_per_camera: images per identity per camera (6 cameras).
@@ -474,7 +583,9 @@ def make_synthetic(
             ``gallery`` = visible test images; ``True``: every test image in both lists, so
             :func:`~mag_mmt.data.records.query_gallery` gives both search directions.
         cache: render every image once on first use and keep it (default: when it needs
-            at most 256 MiB, so for ``"demo"`` but not ``"large"``).
+            at most 256 MiB, so for ``"demo"`` and ``"bench"`` but not the large presets).
+        style: the generator: ``"classic"`` (``"demo"``, ``"large"``) or ``"bench"`` (see the
+            module docstring); default: the preset's.
 
     Returns:
         :class:`ReIDData` named ``"synthetic"``; ``loader`` is a :class:`SyntheticRenderer`;
@@ -492,7 +603,7 @@ def make_synthetic(
         raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {sorted(SYNTHETIC_PRESETS)}")
     cfg = dict(SYNTHETIC_PRESETS[preset])
     for key, value in (("num_identities", num_identities), ("num_train_identities", num_train_identities),
-                       ("images_per_camera", images_per_camera), ("size", size)):
+                       ("images_per_camera", images_per_camera), ("size", size), ("style", style)):
         if value is not None:
             cfg[key] = value
     n, n_train, k = int(cfg["num_identities"]), int(cfg["num_train_identities"]), int(cfg["images_per_camera"])
@@ -505,7 +616,8 @@ def make_synthetic(
         )
     if not (isinstance(cfg["size"], Sequence) and len(cfg["size"]) == 2):
         raise ValueError(f"size must be (H, W), got {cfg['size']!r}")
-    renderer = SyntheticRenderer(n, k, tuple(cfg["size"]), seed=seed, cache=cache)
+    renderer = SyntheticRenderer(n, k, tuple(cfg["size"]), seed=seed, cache=cache,
+                                 style=cfg.get("style", "classic"))
 
     def samples(pid: int, label: int, cams: Sequence[int]) -> list[Sample]:
         return [Sample(synthetic_key(pid, cam, i), label, cam, SYSU_CAMERA_MODALITY[cam])
@@ -534,6 +646,7 @@ def make_synthetic(
         "num_identities": n,
         "images_per_camera": k,
         "test_ids": test_ids,
+        "style": renderer.style,
     }
     return ReIDData("synthetic", train, query, gallery, loader=renderer, meta=meta, protocol="sysu")
 
