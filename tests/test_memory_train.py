@@ -12,24 +12,22 @@ import torch
 from mag_mmt import ablation
 from mag_mmt.checkpoint import load_checkpoint, save_checkpoint
 from mag_mmt.cli import build_parser, main, train_config
-from mag_mmt.data.synthetic import make_synthetic
 from mag_mmt.engine import TrainConfig, build_triplet, config_differences, train
 from mag_mmt.errors import UserError
 from mag_mmt.losses import BatchHardTripletLoss, MultiMaskingTripletLoss
 from mag_mmt.memory import CrossModalityMemory
 
+from tests.train_helpers import small_cfg, small_data
+
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic("demo", num_identities=12, num_train_identities=6, images_per_camera=2, seed=3)
+    return small_data()
 
 
 def _cfg(out: Path, **kw) -> TrainConfig:
     # batch 2 x P x K = 8; a memory of 24 rows fills after three steps and then wraps
-    base = dict(data="synthetic", model="small-cnn", epochs=2, steps_per_epoch=3, num_identities=2,
-                num_instances=2, seed=5, out=str(out), progress=False, device="cpu", mag_p=0.7, memory_size=24)
-    base.update(kw)
-    return TrainConfig(**base)
+    return small_cfg(out, **{"steps_per_epoch": 3, "memory_size": 24, **kw})
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
