@@ -23,7 +23,8 @@ Arms offered on request (``--arms``) but not run by default (:data:`EXTRA_ARMS`)
 ============  ================================================  =====
 ``+MMT+mem``  ``+MMT`` with a cross-modality memory              off
               (:mod:`mag_mmt.memory`) of :data:`MEMORY_BATCHES`
-              global batches (``memory_size = 4 x 2PK x ranks``)
+              global batches (``4 x 2PK x ranks``; 3PK per rank
+              with two visible views)
 ============  ================================================  =====
 
 An arm's field may be a function ``(base, world_size) -> value``, resolved once before any run
@@ -93,7 +94,7 @@ MEMORY_BATCHES = 4
 
 
 def _memory_of_batches(base: engine.TrainConfig, world_size: int) -> int:
-    return MEMORY_BATCHES * 2 * base.num_identities * base.num_instances * world_size
+    return MEMORY_BATCHES * (base.visible_views + 1) * base.num_identities * base.num_instances * world_size
 
 
 #: arms ``--arms`` may name besides the defaults (not run unless named)

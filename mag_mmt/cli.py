@@ -10,6 +10,7 @@ Examples::
     mag-mmt train --data sysu --root /data/SYSU-MM01 --model dual-swin \\
         --pretrained swin_t-704ceda3.pth --epochs 60 --out runs/sysu
     torchrun --nproc_per_node 4 -m mag_mmt.cli train --data sysu --root /data/SYSU-MM01 ...
+    mag-mmt train --recipe agw --data sysu --root /data/SYSU-MM01 --pretrained resnet50-0676ba61.pth --dry-run
     mag-mmt eval --data sysu --root /data/SYSU-MM01 --checkpoint runs/sysu/last.pt --full
     mag-mmt pretrain --data synthetic --epochs 5 --out runs/mmgl
     mag-mmt train --data synthetic --init runs/mmgl/pretrain.pt --out runs/finetune
@@ -26,6 +27,8 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import shlex
 import sys
@@ -72,8 +75,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=("dual-swin", "dual-resnet50", "small-cnn"), default="small-cnn")
-    g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5"),
-                   help="where the two modality paths start sharing weights (paper: F3)")
+    g.add_argument("--share-point", default="F3", choices=("F1", "F2", "F3", "F4", "F5", "stem", "0", "1", "2", "3", "4", "5"),
+                   help="where the two modality paths start sharing weights (paper: F3); stem or 1: "
+                   "only the stem is modality-specific (AGW, dual-resnet50); N: N specific units")
     g.add_argument("--pretrained", help="local ImageNet weights: Swin-T (torchvision, timm or official Swin file) for dual-swin, torchvision resnet50 for dual-resnet50")
 
 
@@ -128,6 +132,65 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (0: only at the end)")
     g.add_argument("--log-every", type=int, default=10, help="steps per row of OUT/history.csv")
     g.add_argument("--no-progress", dest="progress", action="store_false")
+    _recipe_args(p)
+
+
+# ---- recipes (mag_mmt.recipes): named recipes, the augmentation pipeline, validation-based selection
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    """``train``'s recipe, pipeline and selection flags; then every flag's default becomes None so
+    that only flags given on the command line override the recipe (:func:`train_config`)."""
+    g = p.add_argument_group("recipe (docs/recipes.md)")
+    g.add_argument("--recipe", choices=("agw", "caj", "paper"), default=None,
+                   help="set every training field to AGW's, CAJ's or the paper's values; flags override single fields")
+    g.add_argument("--dry-run", action="store_true", help="print the resolved configuration as JSON and exit")
+    g.add_argument("--test-feature", choices=("bn", "pool"), help="eval feature: BNNeck (bn) or pooled (pool)")
+    g.add_argument("--no-non-local", dest="non_local", action="store_false", help="dual-resnet50 without non-local blocks")
+    g = p.add_argument_group("augmentation pipeline (--augment reid)")
+    g.add_argument("--augment", choices=("basic", "reid"),
+                   help="basic: flip -> MAG -> normalise (default); reid: pad/crop/flip, erasing, channel ops, views, MAG")
+    g.add_argument("--pad", type=int, help="Pad(N) before the random crop back to --img-size (reid; 10)")
+    g.add_argument("--flip", dest="flip", action="store_true", help="random horizontal flip (default)")
+    g.add_argument("--no-flip", dest="flip", action="store_false")
+    g.add_argument("--erase-p", type=float, help="channel-wise random erasing probability on every view (CAJ: 0.5)")
+    g.add_argument("--channel-exchange", dest="channel_exchange", action="store_true",
+                   help="ChannelExchange(gray=2) on the last visible view (CAJ)")
+    g.add_argument("--no-channel-exchange", dest="channel_exchange", action="store_false")
+    g.add_argument("--adaptive-gray-p", type=float, help="ChannelAdapGray probability on the thermal view (CAJ: 0.5)")
+    g.add_argument("--jitter", type=float, nargs=4, metavar=("B", "C", "S", "H"),
+                   help="colour jitter of the visible views: brightness, contrast, saturation, hue")
+    g.add_argument("--visible-views", type=int, choices=(1, 2), help="visible views per pair (CAJ: 2)")
+    g = p.add_argument_group("learning-rate schedule and model selection")
+    g.add_argument("--momentum", type=float, help="SGD momentum (0.9)")
+    g.add_argument("--backbone-lr-mult", type=float, help="backbone lr = lr * this; BNNeck + classifier get lr (AGW: 0.1)")
+    g.add_argument("--warmup-mode", choices=("linear", "staircase"),
+                   help="linear per step, or AGW's per-epoch staircase lr * (epoch + 1) / warmup")
+    g.add_argument("--val", choices=("none", "auto", "dataset", "holdout"),
+                   help="select best.pt on a validation split every --eval-every epochs: the dataset's (SYSU "
+                   "exp/val_id.txt, manifest val rows), held-out training identities, or auto (default: none)")
+    g.add_argument("--val-identities", type=float, help="identities held out for validation: N, or a fraction (0.1)")
+    g.add_argument("--select-metric", choices=("rank1", "mAP", "mINP"), help="validation metric for best.pt (rank1)")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(ARG_FIELDS)
+    p.set_defaults(**{a.dest: None for a in p._actions if a.dest in fields})
+
+
+#: train flags whose dest is not the TrainConfig field name
+ARG_FIELDS = {"workers": "num_workers"}
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of a ``train`` command line: ``--recipe``'s values (or the
+    defaults), then every flag given explicitly (flags not given are None)."""
+    from .recipes import resolve_recipe
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {ARG_FIELDS.get(k, k): v for k, v in vars(args).items() if v is not None and ARG_FIELDS.get(k, k) in fields}
+    given.pop("recipe", None)
+    if "milestones" in given:
+        given["milestones"] = tuple(given["milestones"])
+    try:
+        return resolve_recipe(getattr(args, "recipe", None), given)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,28 +290,23 @@ def _check_data_args(args: argparse.Namespace) -> None:
     check_data_source(args.data, args.root)
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        data=args.data, root=args.root, synthetic_preset=args.synthetic_preset or "demo", regdb_trial=args.regdb_trial,
-        img_size=args.img_size, num_identities=args.num_identities, num_instances=args.num_instances,
-        num_workers=args.workers, model=args.model, share_point=args.share_point, pretrained=args.pretrained,
-        init=args.init, loss=args.loss, margin=args.margin, pos_margin=args.pos_margin, pos_weight=args.pos_weight,
-        mman_weight=args.mman_weight, memory_size=args.memory_size,
-        id_weight=args.id_weight, triplet_weight=args.triplet_weight, mag=args.mag, mag_p=args.mag_p,
-        mag_scale=args.mag_scale, mag_ratio=args.mag_ratio, epochs=args.epochs, epoch_unit=args.epoch_unit,
-        steps_per_epoch=args.steps_per_epoch, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones),
-        amp=args.amp, seed=args.seed, device=args.device, out=args.out, resume=args.resume,
-        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, eval_every=args.eval_every,
-        progress=args.progress, log_every=args.log_every,
-    )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from . import engine
 
     cfg = train_config(args)
     cfg.validate()
+    if args.dry_run:
+        from .recipes import RECIPES
+
+        flags = {ARG_FIELDS.get(k, k) for k, v in vars(args).items() if v is not None}
+        recipe = RECIPES.get(cfg.recipe or "", {})
+        sources = {name: "flag" if name in flags else recipe[name][1] if name in recipe else "default"
+                   for name in cfg.to_dict() if name != "recipe"}
+        print(json.dumps({"recipe": cfg.recipe, "config": cfg.to_dict(), "sources": sources}, indent=2))
+        return 0
+    if cfg.recipe and cfg.model != "small-cnn" and not cfg.pretrained and not cfg.init:
+        print(f"mag-mmt: warning: --recipe {cfg.recipe} starts from ImageNet weights in its source; "
+              "pass --pretrained FILE (a local torchvision file) to match it", file=sys.stderr)
     result = engine.train(cfg)
     size = engine.image_size(cfg, result.data)
     rank, world, _ = engine.dist_setup()
@@ -264,6 +322,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         runlog = RunLog.reopen(cfg.out)  # the final row joins history.csv/.json, TensorBoard and curves.png
         runlog.final(metrics)
         runlog.close()
+        if result.best_checkpoint is not None:  # the checkpoint chosen on validation, tested once, at the end
+            best, _, _ = engine.model_from_checkpoint(str(result.best_checkpoint), next(result.model.parameters()).device)
+            chosen = engine.evaluate_model(best, result.data, size, trials=cfg.eval_trials)
+            sel = result.selection or {}
+            print(f"selected (epoch {sel.get('epoch')}, {sel.get('metric')} {100 * sel.get('value', 0):.2f}%): "
+                  f"rank-1 {100 * chosen['rank1']:.2f}%  mAP {100 * chosen['mAP']:.2f}%  mINP {100 * chosen['mINP']:.2f}%")
+            report = json.loads((Path(cfg.out) / "history.json").read_text())
+            report["selected"] = {**sel, "test": chosen, "checkpoint": str(result.best_checkpoint)}
+            engine.write_json(Path(cfg.out) / "history.json", report)
     return 0
 
 
@@ -408,7 +475,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .ablation import run_from_args
 
-    run_from_args(args, train_config(args))  # UserError: printed by main()
+    base = train_config(args)
+    for name in ("seed", "progress", "out"):  # train flags not given are None (recipes): the resolved values
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(base, name))
+    run_from_args(args, base)  # UserError: printed by main()
     return 0
 
 

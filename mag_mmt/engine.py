@@ -15,6 +15,12 @@ One training step (docs/method.md describes each part)::
       -> model(visible, thermal) -> (feat, logits)
       -> loss = id_weight * CE(logits, labels) + triplet_weight * triplet(feat, labels, modalities)
 
+With ``augment="reid"`` (every ``--recipe``, docs/recipes.md) the flip/MAG/normalise part is
+the batched :class:`~mag_mmt.transforms.CrossModalAugment` instead: pad + crop, flip, jitter,
+MAG, normalise, channel-wise erasing and CAJ's channel operations, with ``visible_views``
+visible views per pair. With ``val`` set, ``eval_every`` scores a validation split (never the
+test set) and keeps the best epoch as ``OUT/best.pt``.
+
 **Epochs.** By default (``epoch_unit="images"``) an epoch is AGW's and CAJ's: one pass over
 the larger modality's training images, shared by all ranks, i.e.
 ``ceil(max(n_visible, n_thermal) / (P * K * world_size))`` steps per rank. ``"identities"``
@@ -62,13 +68,16 @@ from .data.sampler import EPOCH_UNITS
 from .errors import UserError
 
 DATASETS = ("synthetic", "sysu", "regdb", "manifest")
-LOSSES = ("mmt", "batch-hard", "wrt", "none")
+LOSSES = ("mmt", "batch-hard", "wrt", "adp", "none")
 PROTOCOLS = DATASET_PROTOCOLS  # evaluation protocols: sysu, regdb, npu
 #: TrainConfig fields that may differ when a run is resumed (they do not change what is trained)
 RESUME_MAY_CHANGE = frozenset({
     "epochs", "max_steps", "checkpoint_every", "eval_every", "eval_trials", "progress", "num_workers",
-    "device", "amp", "out", "resume", "pretrained", "init", "log_every",
+    "device", "amp", "out", "resume", "pretrained", "init", "log_every", "test_feature", "select_metric",
 })
+AUGMENTS = ("basic", "reid")
+VAL_SPLITS = ("none", "auto", "dataset", "holdout")
+SELECT_METRICS = ("rank1", "mAP", "mINP")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,6 +119,21 @@ class TrainConfig:
     mag_scale: tuple[float, float] = (0.02, 0.4)
     mag_ratio: tuple[float, float] = (0.3, 3.3)
     flip: bool = True
+    # recipe and augmentation pipeline (mag_mmt.recipes, mag_mmt.transforms)
+    recipe: str | None = None  # the named recipe the other fields came from (a record; set by resolve_recipe)
+    augment: str = "basic"  # "basic": flip -> MAG -> normalise; "reid": ReIDTransform views + MAG
+    pad: int = 10  # "reid": Pad(pad) + RandomCrop(img_size)
+    erase_p: float = 0.0  # "reid": ChannelRandomErasing probability on every view
+    channel_exchange: bool = False  # "reid": ChannelExchange(gray=2) on the last visible view
+    adaptive_gray_p: float = 0.0  # "reid": ChannelAdapGray probability on the thermal view (0: off)
+    jitter: tuple[float, float, float, float] | None = None  # "reid": brightness, contrast, saturation, hue
+    visible_views: int = 1  # "reid": visible views per pair (CAJ: 2)
+    non_local: bool = True  # dual-resnet50: AGW's non-local blocks
+    test_feature: str | None = None  # "bn" | "pool": eval-mode feature (default: the model's, "bn")
+    # model selection on a validation split (never the test set)
+    val: str = "none"  # "auto": the dataset's val split, else held-out identities; "dataset"; "holdout"
+    val_identities: float = 0.1  # "holdout": N >= 1 identities, or a fraction in (0, 1)
+    select_metric: str = "rank1"  # validation metric that picks best.pt
     # optimisation
     epochs: int = 10
     epoch_unit: str = "images"  # "images": one pass over the larger modality (AGW); "identities": each id once
@@ -119,6 +143,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: int = 0
+    warmup_mode: str = "linear"  # "linear": per step from 0.1 lr; "staircase": lr * (epoch + 1) / warmup (AGW)
+    backbone_lr_mult: float = 1.0  # backbone lr = lr * this; the BNNeck and classifier get lr (AGW: 0.1)
     milestones: tuple[int, ...] = ()  # epochs where lr is multiplied by 0.1
     amp: bool | None = None  # default: on for CUDA
     # run
@@ -140,7 +166,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in values.items() if k in known})
-        for name in ("img_size", "mag_scale", "mag_ratio", "milestones"):
+        for name in ("img_size", "mag_scale", "mag_ratio", "milestones", "jitter"):
             value = getattr(cfg, name)
             if isinstance(value, list):
                 setattr(cfg, name, tuple(value))
@@ -186,11 +212,48 @@ class TrainConfig:
             raise UserError(f"model_kwargs may not set {sorted(reserved)}: they have their own fields")
         if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
             raise UserError(f"img_size (--img-size) must be (H, W) with H, W >= 8, got {self.img_size}")
+        self._validate_recipe_fields()
         self.check_memory_size(world_size=1)
+
+    def _validate_recipe_fields(self) -> None:
+        """Checks of the recipe, pipeline and selection fields (``UserError`` names the field)."""
+        from .models.heads import parse_share_point
+
+        choices = {"augment": AUGMENTS, "val": VAL_SPLITS, "select_metric": SELECT_METRICS,
+                   "warmup_mode": ("linear", "staircase"), "test_feature": (None, "bn", "pool")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}")
+        if self.recipe is not None:
+            from .recipes import RECIPES
+
+            if self.recipe not in RECIPES:
+                raise UserError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        try:
+            parse_share_point(share_point_value(self.share_point))
+        except ValueError as exc:
+            raise UserError(f"share_point: {exc} (or 'stem': the stem only)") from None
+        for name in ("erase_p", "adaptive_gray_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.pad < 0 or self.visible_views not in (1, 2):
+            raise UserError(f"pad must be >= 0 and visible_views 1 or 2, got {self.pad} and {self.visible_views}")
+        if self.jitter is not None and len(self.jitter) != 4:
+            raise UserError(f"jitter must be (brightness, contrast, saturation, hue), got {self.jitter!r}")
+        if self.backbone_lr_mult <= 0:
+            raise UserError(f"backbone_lr_mult must be > 0, got {self.backbone_lr_mult}")
+        if self.val_identities <= 0 or (self.val_identities >= 1 and self.val_identities != int(self.val_identities)):
+            raise UserError(f"val_identities must be an integer >= 1 or a fraction in (0, 1), got {self.val_identities}")
+        if self.val != "none" and self.eval_every < 1:
+            raise UserError(f"val={self.val!r} selects on validation every eval_every epochs: set eval_every >= 1")
+        if self.augment == "basic" and (self.erase_p or self.channel_exchange or self.adaptive_gray_p
+                                        or self.jitter or self.visible_views != 1):
+            raise UserError("erasing, channel exchange, adaptive gray, jitter and a second visible view need "
+                            "augment='reid' (--augment reid)")
 
     def check_memory_size(self, world_size: int) -> None:
         """``memory_size`` (``--memory-size``) is 0, or holds the global batch of ``world_size``
-        processes (``2 * P * K`` each) with a loss the memory can wrap (:class:`UserError`)."""
+        processes (``2 * P * K`` each; ``3 * P * K`` with two visible views) with a loss the memory can wrap (:class:`UserError`)."""
         n = self.memory_size
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise UserError(f"memory_size (--memory-size) must be an int >= 0 (0 = no memory), got {n!r}")
@@ -199,9 +262,10 @@ class TrainConfig:
         if self.loss not in ("mmt", "batch-hard"):
             raise UserError(f"memory_size (--memory-size {n}) needs --loss mmt or batch-hard (the memory relies "
                             f"on max/min mining), not --loss {self.loss}")
-        batch = 2 * self.num_identities * self.num_instances * world_size
+        views = self.visible_views + 1  # rows per identity and instance: the visible views and the thermal image
+        batch = views * self.num_identities * self.num_instances * world_size
         if n < batch:
-            raise UserError(f"memory_size (--memory-size {n}) must be at least the global batch, 2 x P x K"
+            raise UserError(f"memory_size (--memory-size {n}) must be at least the global batch, {views} x P x K"
                             + (f" x {world_size} processes" if world_size > 1 else "") + f" = {batch}")
 
 
@@ -230,6 +294,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
     stopped_early: bool = False
+    best_checkpoint: Path | None = None  # OUT/best.pt, chosen on the validation split (cfg.val)
+    selection: dict[str, Any] | None = None  # {"metric", "value", "epoch"} of best.pt
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -281,10 +347,26 @@ def image_size(cfg: TrainConfig, data: ReIDData) -> tuple[int, int]:
     return (288, 144)
 
 
+def share_point_value(share_point: str | int) -> str | int:
+    """``"stem"`` -> 1 (the stem only is modality-specific, AGW's split), ``"2"`` -> 2; others as given.
+
+    >>> share_point_value("stem"), share_point_value("1"), share_point_value("F3")
+    (1, 1, 'F3')
+    """
+    text = str(share_point).strip().lower()
+    if text == "stem":
+        return 1
+    return int(text) if text.isdigit() else share_point
+
+
 def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from .models import build_model
 
-    kwargs: dict[str, Any] = {"share_point": cfg.share_point, **cfg.model_kwargs}
+    kwargs: dict[str, Any] = {"share_point": share_point_value(cfg.share_point), **cfg.model_kwargs}
+    if cfg.test_feature is not None:
+        kwargs["eval_feature"] = cfg.test_feature
+    if cfg.model == "dual-resnet50" and not cfg.non_local:
+        kwargs["non_local"] = False
     if cfg.model in ("dual-swin", "dual-resnet50") and cfg.pretrained:
         kwargs["pretrained_path"] = cfg.pretrained
     return build_model(cfg.model, num_classes, **kwargs)
@@ -314,6 +396,10 @@ def build_triplet(cfg: TrainConfig, cross_rank: bool = False, embedding_size: in
         return BatchHardTripletLoss(margin=cfg.margin, cross_rank=cross_rank, validate=False)
     if cfg.loss == "wrt":
         return WeightedRegularizedTripletLoss()
+    if cfg.loss == "adp":
+        from .losses import AdaptiveWeightedTripletLoss
+
+        return AdaptiveWeightedTripletLoss(validate=False)
     return None
 
 
@@ -351,9 +437,12 @@ def load_init(model: nn.Module, path: str) -> dict[str, list[str]]:
 
 
 def _lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
-    """Linear warm-up over ``warmup_epochs``, then x0.1 at every milestone passed."""
+    """Warm-up over ``warmup_epochs`` (linear per step from 0.1 lr, or AGW's per-epoch staircase
+    ``lr * (epoch + 1) / warmup_epochs``), then x0.1 at every milestone passed."""
     lr = cfg.lr
-    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+    if cfg.warmup_mode == "staircase" and epoch < cfg.warmup_epochs:
+        lr *= (epoch + 1) / cfg.warmup_epochs
+    elif cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
         progress = (epoch * steps_per_epoch + step_in_epoch + 1) / (cfg.warmup_epochs * steps_per_epoch)
         lr *= 0.1 + 0.9 * min(1.0, progress)
     lr *= 0.1 ** sum(epoch >= m for m in cfg.milestones)
@@ -454,6 +543,101 @@ def dist_setup() -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
+# --------------------------------------------------------------------------- recipes: pipeline, lr groups, validation
+
+
+def build_augment(cfg: TrainConfig, size: tuple[int, int], generator: torch.Generator) -> Any:
+    """The ``augment="reid"`` pipeline: a :class:`~mag_mmt.transforms.CrossModalAugment` with
+    ``visible_views`` visible views (the last one through ChannelExchange if ``channel_exchange``),
+    a thermal view (ChannelAdapGray if ``adaptive_gray_p``), channel-wise erasing on every view,
+    MAG between the first visible view and the thermal one; all draws from ``generator`` (the
+    one :func:`~mag_mmt.checkpoint.rng_state` saves). ``None`` for ``augment="basic"``."""
+    if cfg.augment != "reid":
+        return None
+    from .augment import ModalityAugment
+    from .transforms import CrossModalAugment, ReIDTransform
+
+    jitter = dict(zip(("brightness", "contrast", "saturation", "hue"), cfg.jitter)) if cfg.jitter else None
+    common = dict(size=size, padding=cfg.pad, flip_p=0.5 if cfg.flip else 0.0, erase_p=cfg.erase_p)
+    views = [ReIDTransform(jitter=jitter, **common) for _ in range(cfg.visible_views)]  # type: ignore[arg-type]
+    if cfg.channel_exchange:
+        views[-1] = ReIDTransform(jitter=jitter, channel="exchange", channel_gray=2, **common)  # type: ignore[arg-type]
+    thermal = ReIDTransform(channel="adaptive_gray" if cfg.adaptive_gray_p > 0 else None,  # type: ignore[arg-type]
+                            channel_p=cfg.adaptive_gray_p, **common)
+    mag = ModalityAugment(p=cfg.mag_p, scale=cfg.mag_scale, ratio=cfg.mag_ratio) if cfg.mag else None
+    return CrossModalAugment(views, thermal, mag, generator=generator)
+
+
+def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Optimiser groups: one group (``backbone_lr_mult == 1``), else the backbone with
+    ``lr_mult = backbone_lr_mult`` and the BNNeck + classifier (``head.*``) at the full lr (AGW)."""
+    if cfg.backbone_lr_mult == 1.0:
+        return [{"params": list(model.parameters())}]
+    head = [p for n, p in model.named_parameters() if n.startswith("head.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    return [{"params": rest, "lr_mult": cfg.backbone_lr_mult}, {"params": head, "lr_mult": 1.0}]
+
+
+def split_validation(cfg: TrainConfig, data: ReIDData) -> tuple[ReIDData, list[Sample], list[Sample]]:
+    """Hold the validation identities out of ``data.train``: ``(data with the remaining train
+    identities relabelled 0..C'-1, val thermal queries, val visible gallery)``.
+
+    ``cfg.val``: ``"dataset"`` uses the dataset's own split (SYSU-MM01 ``exp/val_id.txt``, which
+    AGW trains on; a manifest's ``val`` rows) and fails without one; ``"holdout"`` holds out
+    ``val_identities`` training identities (N, or a fraction), drawn with ``cfg.seed``;
+    ``"auto"``: the dataset's split where there is one, else the hold-out. ``data.query`` and
+    ``data.gallery`` (the test set) are untouched and never read here.
+    """
+    from .data.records import VISIBLE, relabel
+
+    id_map = data.meta.get("train_id_map") or {}
+    own: list[Sample] = []
+    source = ""
+    if cfg.val in ("auto", "dataset") and data.meta.get("val_ids") and id_map:
+        val_labels = {id_map[i] for i in data.meta["val_ids"] if i in id_map}
+        own = [s for s in data.train if s.identity in val_labels]
+        train = [s for s in data.train if s.identity not in val_labels]
+        source = f"the dataset's val split ({len(val_labels)} identities)"
+    elif cfg.val in ("auto", "dataset") and data.meta.get("val"):
+        own, train, source = list(data.meta["val"]), list(data.train), "the manifest's val rows"
+    elif cfg.val == "dataset":
+        raise UserError(f"--val dataset: {data.name} has no validation split (SYSU-MM01 exp/val_id.txt or "
+                        "manifest 'val' rows); use --val holdout --val-identities N")
+    else:
+        labels = sorted({s.identity for s in data.train})
+        n = int(cfg.val_identities) if cfg.val_identities >= 1 else max(2, round(cfg.val_identities * len(labels)))
+        if n > len(labels) - 2:
+            raise UserError(f"--val-identities {cfg.val_identities}: holding out {n} of {len(labels)} training "
+                            "identities leaves fewer than 2 to train on")
+        held = {labels[i] for i in np.random.RandomState(cfg.seed % 2**32).permutation(len(labels))[:n]}
+        own = [s for s in data.train if s.identity in held]
+        train = [s for s in data.train if s.identity not in held]
+        source = f"{n} held-out training identities"
+    query = [s for s in own if s.modality != VISIBLE]
+    gallery = [s for s in own if s.modality == VISIBLE]
+    if not query or not gallery:
+        raise UserError(f"validation split ({source}) needs thermal and visible images, got "
+                        f"{len(query)} thermal and {len(gallery)} visible")
+    train, new_map = relabel(train)
+    meta = {**data.meta, "train_id_map": {k: new_map[v] for k, v in id_map.items() if v in new_map} if id_map else new_map,
+            "validation": source}
+    return dataclasses.replace(data, train=train, meta=meta), query, gallery
+
+
+def evaluate_validation(model: nn.Module, data: ReIDData, query: Sequence[Sample], gallery: Sequence[Sample],
+                        size: tuple[int, int], device: torch.device | None = None) -> dict[str, float]:
+    """``val_rank1``, ``val_mAP``, ``val_mINP``: thermal queries against the whole visible
+    gallery of the validation identities (euclidean distance, standard CMC)."""
+    from .evaluation import rank_metrics
+    from .evaluation.protocols import distance_matrix
+
+    qf = features(model, query, data, size, device)
+    gf = features(model, gallery, data, size, device)
+    res = rank_metrics(distance_matrix(qf, gf), [s.identity for s in query], [s.identity for s in gallery],
+                       protocol="standard")
+    return {"val_rank1": float(res.cmc[0]), "val_mAP": float(res.mAP), "val_mINP": float(res.mINP)}
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -488,6 +672,12 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     seed_everything(cfg.seed)
     if data is None:
         data = load_data(cfg)
+    val_query: list[Sample] = []
+    val_gallery: list[Sample] = []
+    if cfg.val != "none":
+        data, val_query, val_gallery = split_validation(cfg, data)
+        log(f"model selection on {data.meta['validation']}: {len(val_query)} thermal queries, "
+            f"{len(val_gallery)} visible gallery images")
     size = image_size(cfg, data)
     num_classes = data.num_train_identities
     num_train_images = len(data.train)
@@ -507,10 +697,10 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         criterion = criterion.to(device)  # a memory's queue is made of buffers
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+            param_groups(cfg, model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
         )
     else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.Adam(param_groups(cfg, model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     amp_dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
@@ -523,6 +713,9 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     steps_per_epoch = len(sampler)
     aug_gen = torch.Generator(device=device).manual_seed(augment_seed(cfg.seed, rank))
     mag = ModalityAugment(p=cfg.mag_p, scale=cfg.mag_scale, ratio=cfg.mag_ratio, generator=aug_gen) if cfg.mag else None
+    pipeline = build_augment(cfg, size, aug_gen)  # draws from aug_gen too: its state is in every checkpoint
+    best_path = out / "best.pt"
+    selection: dict[str, Any] | None = None
 
     start_epoch, start_step, global_step = 0, 0, 0
     history: list[dict[str, float]] = []
@@ -535,6 +728,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         set_rng_state(state["rng"]["ranks"][rank], aug_gen)
         start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["step"]
         history = list(state.get("history", []))
+        selection = state.get("selection")
         log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
         del state
     from .runlog import RunLog
@@ -547,30 +741,31 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
 
-    def save(epoch: int, step_in_epoch: int) -> None:
+    def save(epoch: int, step_in_epoch: int, best: bool = False) -> None:
         runlog.flush()  # a resumed run continues history.csv from this step
         rng = gather_rng_states(aug_gen)  # every rank takes part; rank 0 writes
         if rank != 0:
             return
-        save_checkpoint(
-            {
-                "kind": "train",
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": {"world_size": world, "ranks": rng},
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "step": global_step,
-                "history": history,
-                "config": cfg.to_dict(),
-                "num_classes": num_classes,
-                "num_train_images": num_train_images,
-                "image_size": list(size),
-                **({"memory": criterion.state_dict()} if cfg.memory_size else {}),
-            },
-            ckpt_path,
-        )
+        payload = {
+            "kind": "train",
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": {"world_size": world, "ranks": rng},
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "step": global_step,
+            "history": history,
+            "config": cfg.to_dict(),
+            "num_classes": num_classes,
+            "num_train_images": num_train_images,
+            "image_size": list(size),
+            "selection": selection,
+            **({"memory": criterion.state_dict()} if cfg.memory_size else {}),
+        }
+        save_checkpoint(payload, ckpt_path)
+        if best:
+            save_checkpoint(payload, best_path)
 
     stopped = False
     model.train()
@@ -585,18 +780,24 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         bar = _progress(cfg, rank, steps_per_epoch, first, f"epoch {epoch + 1}/{cfg.epochs}")
         for i, (images, labels, modalities, _cams) in enumerate(loader, start=first):
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, epoch, i, steps_per_epoch)
+                group["lr"] = _lr_at(cfg, epoch, i, steps_per_epoch) * group.get("lr_mult", 1.0)
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             modalities = modalities.to(device, non_blocking=True)
             half = images.shape[0] // 2
             visible, thermal = images[:half], images[half:]
-            if cfg.flip:
+            if pipeline is not None:  # augment="reid": views (CAJ: 2 visible + thermal), each with its labels
+                *views, thermal = pipeline(visible, thermal)
+                visible = torch.cat(views)
+                labels = torch.cat([labels[:half]] * len(views) + [labels[half:]])
+                modalities = torch.cat([modalities[:half]] * len(views) + [modalities[half:]])
+            elif cfg.flip:
                 visible = random_flip(visible, aug_gen)
                 thermal = random_flip(thermal, aug_gen)
-            if mag is not None:
+            if pipeline is None and mag is not None:
                 visible, thermal = mag(visible, thermal)
-            visible, thermal = normalize_images(visible), normalize_images(thermal)
+            if pipeline is None:
+                visible, thermal = normalize_images(visible), normalize_images(thermal)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
                 feat, logits = train_model(visible, thermal)
                 id_loss = F.cross_entropy(logits.float(), labels)
@@ -631,18 +832,28 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
             row = dict(zip(("loss", "id_loss", "triplet_loss"), (sums / max(done, 1)).tolist()))
             elapsed = time.perf_counter() - t0
             row.update(epoch=epoch + 1, steps=done, seconds=elapsed, images_per_s=seen / max(elapsed, 1e-9))
+            improved = False
             if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and rank == 0:
-                row.update(evaluate_model(model, data, size, trials=cfg.eval_trials, device=device))
+                if cfg.val != "none":  # selection on validation; the test set is not read
+                    row.update(evaluate_validation(model, data, val_query, val_gallery, size, device))
+                    value = row[f"val_{cfg.select_metric}"]
+                    improved = selection is None or value > selection["value"]
+                    if improved:
+                        selection = {"metric": f"val_{cfg.select_metric}", "value": value, "epoch": epoch + 1}
+                else:
+                    row.update(evaluate_model(model, data, size, trials=cfg.eval_trials, device=device))
                 model.train()
             history.append(row)
             runlog.epoch(global_step, row)
             log(_format_row(row))
-            save(epoch + 1, 0)
+            save(epoch + 1, 0, best=improved)
         if stopped:
             break
     runlog.close()  # history.json, curves.png
     return TrainResult(model=model, data=data, config=cfg, history=history,
-                       checkpoint=ckpt_path if ckpt_path.exists() else None, stopped_early=stopped)
+                       checkpoint=ckpt_path if ckpt_path.exists() else None, stopped_early=stopped,
+                       best_checkpoint=best_path if selection is not None and best_path.exists() else None,
+                       selection=selection)
 
 
 def _progress(cfg: TrainConfig, rank: int, total: int, initial: int, desc: str) -> Any:
@@ -656,7 +867,7 @@ def _progress(cfg: TrainConfig, rank: int, total: int, initial: int, desc: str) 
 def _format_row(row: dict[str, float]) -> str:
     parts = [f"epoch {int(row['epoch'])}", f"loss {row['loss']:.4f}", f"id {row['id_loss']:.4f}",
              f"triplet {row['triplet_loss']:.4f}", f"{row['images_per_s']:.0f} img/s"]
-    for key in ("rank1", "mAP", "mINP"):
+    for key in ("rank1", "mAP", "mINP", "val_rank1", "val_mAP", "val_mINP"):
         if key in row:
             parts.append(f"{key} {100 * row[key]:.2f}%")
     return " | ".join(parts)

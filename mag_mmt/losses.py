@@ -60,6 +60,8 @@ __all__ = [
     "MultiMaskingTripletLoss",
     "BatchHardTripletLoss",
     "WeightedRegularizedTripletLoss",
+    "adaptive_weighted_triplet_loss",
+    "AdaptiveWeightedTripletLoss",
 ]
 
 ModalityChoice = Literal["cross", "same", "any"]
@@ -784,3 +786,83 @@ class WeightedRegularizedTripletLoss(nn.Module):
         self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None = None
     ) -> torch.Tensor:
         return weighted_regularized_triplet_loss(embeddings, labels, modalities, **self.options)
+
+
+# --------------------------------------------------------------------------- ADP (CAJ)
+
+
+def adaptive_weighted_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    modalities: torch.Tensor | None = None,
+    *,
+    alpha: float = 1.0,
+    gamma: float = 1.0,
+    square: bool = True,
+    validate: bool = True,
+) -> torch.Tensor:
+    """CAJ's ADP triplet (``ICCV21_CAJ/loss.py`` ``TripletLoss_ADP``): WRT with a temperature
+    ``alpha`` on the soft weights and, with ``square``, a squared-difference ranking term.
+
+    Per anchor: ``dp = sum_p softmax_p(alpha * d(a,p)) d(a,p)`` over positives, ``dn = sum_n
+    softmax_n(-alpha * d(a,n)) d(a,n)`` over negatives (euclidean distances). ``square=False``:
+    ``softplus(gamma * (dp - dn))``; ``square=True`` (CAJ's ``--square 1``): with
+    ``s = min(gamma * (dp - dn)^2, 88)``, ``softplus(s)`` if ``dp > dn`` else ``softplus(-s)``.
+    Mean over anchors with a positive and a negative. As in :func:`weighted_regularized_triplet_loss`
+    the anchor is not its own positive (CAJ's code keeps it, at distance 0). ``modalities`` is
+    accepted for the common signature and ignored (ADP mines over both modalities).
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.losses import adaptive_weighted_triplet_loss
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+        >>> round(float(adaptive_weighted_triplet_loss(x, torch.tensor([0, 0, 1, 1]))), 4)
+        0.0
+    """
+    if validate:
+        V.check_tensor(labels, "labels", 1)
+        _check_all(embeddings, labels, torch.zeros_like(labels), None, None, None, validate)
+    x = embeddings.float()
+    n = x.shape[0]
+    dist = pairwise_distance(x, distance="euclidean")
+    same = labels.view(-1, 1) == labels.view(1, -1)
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    pos, neg = same & ~eye, ~same
+    has_pos, has_neg = pos.any(dim=1), neg.any(dim=1)
+
+    def soft_pick(logits: torch.Tensor, mask: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+        logits = torch.where(mask, logits, float("-inf"))
+        logits = torch.where(has.unsqueeze(1), logits, 0.0)
+        return torch.where(mask, torch.softmax(logits, dim=1) * dist, 0.0).sum(dim=1)
+
+    dp = soft_pick(alpha * dist, pos, has_pos)
+    dn = soft_pick(-alpha * dist, neg, has_neg)
+    if square:
+        s = (gamma * (dp - dn).pow(2)).clamp_max(88.0)
+        per_anchor = F.softplus(torch.where(dp > dn, s, -s))
+    else:
+        per_anchor = F.softplus(gamma * (dp - dn))
+    valid = has_pos & has_neg
+    per_anchor = torch.where(valid, per_anchor, 0.0)
+    return per_anchor.sum() / valid.sum().clamp_min(1).to(per_anchor.dtype)
+
+
+class AdaptiveWeightedTripletLoss(nn.Module):
+    """Module form of :func:`adaptive_weighted_triplet_loss` (CAJ's ADP; defaults: CAJ's
+    ``main.sh``, ``--alpha 1 --gamma 1 --square 1``).
+
+    Example:
+        >>> import torch
+        >>> from mag_mmt.losses import AdaptiveWeightedTripletLoss
+        >>> AdaptiveWeightedTripletLoss()(torch.randn(8, 4), torch.tensor([0, 0, 1, 1] * 2)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, alpha: float = 1.0, gamma: float = 1.0, square: bool = True, validate: bool = True) -> None:
+        super().__init__()
+        self.alpha, self.gamma, self.square, self.validate = float(alpha), float(gamma), bool(square), validate
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                modalities: torch.Tensor | None = None) -> torch.Tensor:
+        return adaptive_weighted_triplet_loss(embeddings, labels, modalities, alpha=self.alpha, gamma=self.gamma,
+                                              square=self.square, validate=self.validate)

@@ -85,7 +85,7 @@ def test_train_writes_history_tensorboard_and_curves(tmp_path, data):
     assert [s for s, _ in scalars["train/mman"]] == [2, 3, 4, 6]
     assert [v for _, v in scalars["train/mmap"]] == pytest.approx([r["mmap"] for r in rows if r["kind"] == "step"])
     assert [s for s, _ in scalars["eval/rank1"]] == [3, 6]
-    _check_png(out / "curves.png", (900, 550))  # 8 panels: 3 x 3 grid
+    _check_png(out / "curves.png", (800, 800))  # 8 panels: 4 rows of 2, legend beside
 
 
 @pytest.mark.slow
