@@ -128,6 +128,10 @@ def test_memory_must_hold_the_batch_of_every_process(tmp_path):
     cfg.check_memory_size(world_size=1)
     with pytest.raises(UserError, match=r"global batch, 2 x P x K x 2 processes = 16"):
         cfg.check_memory_size(world_size=2)
+    two_views = _cfg(tmp_path, memory_size=8, augment="reid", visible_views=2)  # 2 visible views + thermal
+    with pytest.raises(UserError, match=r"global batch, 3 x P x K = 12"):
+        two_views.validate()
+    assert ablation.resolve_arms(two_views, ablation.select_arms("+MMT+mem"))["+MMT+mem"]["memory_size"] == 48
 
 
 @pytest.mark.parametrize("argv, message", [
