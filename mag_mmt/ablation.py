@@ -18,6 +18,18 @@ arm           loss                                              MAG
 ``CE+WRT``    CE + AGW's weighted-regularised triplet           off
 ============  ================================================  =====
 
+Arms offered on request (``--arms``) but not run by default (:data:`EXTRA_ARMS`):
+
+============  ================================================  =====
+``+MMT+mem``  ``+MMT`` with a cross-modality memory              off
+              (:mod:`mag_mmt.memory`) of :data:`MEMORY_BATCHES`
+              global batches (``4 x 2PK x ranks``; 3PK per rank
+              with two visible views)
+============  ================================================  =====
+
+An arm's field may be a function ``(base, world_size) -> value``, resolved once before any run
+(``+MMT+mem`` sizes its memory so); results record the resolved value.
+
 For each seed (and each RegDB split with ``regdb_trials``) every arm trains on the same data
 with the same sampler seed (hence the same batches), the same initial weights and the same
 number of steps, then is evaluated with its dataset's protocol (SYSU-MM01 rules for SYSU and
@@ -62,7 +74,8 @@ from . import engine
 from .errors import UserError
 from .stats import paired_t_test, t_interval
 
-__all__ = ["DEFAULT_ARMS", "METRICS", "run_ablation", "select_arms", "parse_int_list", "plan_runs",
+__all__ = ["DEFAULT_ARMS", "EXTRA_ARMS", "MEMORY_BATCHES", "METRICS", "run_ablation", "select_arms", "resolve_arms",
+           "parse_int_list", "plan_runs",
            "comparisons_for", "format_markdown"]
 
 DEFAULT_ARMS: dict[str, dict[str, Any]] = {
@@ -74,6 +87,19 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
     "+MAG+MMT": {"loss": "mmt", "mag": True},
     "CE+BH": {"loss": "batch-hard", "mag": False},
     "CE+WRT": {"loss": "wrt", "mag": False},
+}
+
+#: global batches the ``+MMT+mem`` arm's memory holds
+MEMORY_BATCHES = 4
+
+
+def _memory_of_batches(base: engine.TrainConfig, world_size: int) -> int:
+    return MEMORY_BATCHES * (base.visible_views + 1) * base.num_identities * base.num_instances * world_size
+
+
+#: arms ``--arms`` may name besides the defaults (not run unless named)
+EXTRA_ARMS: dict[str, dict[str, Any]] = {
+    "+MMT+mem": {"loss": "mmt", "mag": False, "memory_size": _memory_of_batches},
 }
 
 #: headline metrics stored per run (fractions in [0, 1])
@@ -124,22 +150,35 @@ def parse_int_list(text: str, name: str = "list") -> list[int]:
 
 
 def select_arms(names: Sequence[str] | str | None) -> dict[str, dict[str, Any]]:
-    """The default arms named (comma-separated string or list), in the order given; all when
-    ``None``. Unknown names raise :class:`UserError` listing the valid ones.
+    """The arms named (comma-separated string or list; default or :data:`EXTRA_ARMS`), in the
+    order given; all default arms when ``None``. Unknown names raise :class:`UserError` listing
+    the valid ones.
 
-    >>> list(select_arms("B,+MMT"))
-    ['B', '+MMT']
+    >>> list(select_arms("B,+MMT,+MMT+mem"))
+    ['B', '+MMT', '+MMT+mem']
     """
     if names is None:
         return {k: dict(v) for k, v in DEFAULT_ARMS.items()}
+    known = {**DEFAULT_ARMS, **EXTRA_ARMS}
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in names if n not in DEFAULT_ARMS]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise UserError(f"unknown arm(s) {unknown or names!r}; choose from {', '.join(DEFAULT_ARMS)}")
+        raise UserError(f"unknown arm(s) {unknown or names!r}; choose from {', '.join(known)}")
     if len(set(names)) != len(names):
         raise UserError(f"--arms names an arm twice: {list(names)}")
-    return {n: dict(DEFAULT_ARMS[n]) for n in names}
+    return {n: dict(known[n]) for n in names}
+
+
+def resolve_arms(base: engine.TrainConfig, arms: dict[str, dict[str, Any]],
+                 world_size: int = 1) -> dict[str, dict[str, Any]]:
+    """``arms`` with every callable field value replaced by ``value(base, world_size)``.
+
+    >>> resolve_arms(engine.TrainConfig(num_identities=2, num_instances=2), select_arms("+MMT+mem"))
+    {'+MMT+mem': {'loss': 'mmt', 'mag': False, 'memory_size': 32}}
+    """
+    return {name: {k: v(base, world_size) if callable(v) else v for k, v in fields.items()}
+            for name, fields in arms.items()}
 
 
 def _slug(name: str) -> str:
@@ -276,6 +315,7 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
         raise UserError(str(exc)) from None
     arms = select_arms(None) if arms is None else {k: dict(v) for k, v in arms.items()}
     _check_arms(arms)
+    arms = resolve_arms(base, arms, engine.dist_setup()[1])
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UserError(f"seeds must be distinct non-negative integers, got {seeds}")
@@ -356,14 +396,15 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
 
 def comparisons_for(arm_names: Sequence[str]) -> list[tuple[str, str]]:
     """The paired comparisons ``(arm, reference)`` among the arms present: every arm against
-    ``B``; ``+MAG+MMT`` against ``+MMT`` and ``+MAG``; ``+MMT`` against ``CE+BH``.
+    ``B``; ``+MAG+MMT`` against ``+MMT`` and ``+MAG``; ``+MMT`` against ``CE+BH``;
+    ``+MMT+mem`` against ``+MMT``.
 
     >>> comparisons_for(["B", "+MAG", "+MMT", "+MAG+MMT", "CE+BH"])[-3:]
     [('+MAG+MMT', '+MMT'), ('+MAG+MMT', '+MAG'), ('+MMT', 'CE+BH')]
     """
     names = list(arm_names)
     pairs = [(a, "B") for a in names if a != "B" and "B" in names]
-    for a, b in (("+MAG+MMT", "+MMT"), ("+MAG+MMT", "+MAG"), ("+MMT", "CE+BH")):
+    for a, b in (("+MAG+MMT", "+MMT"), ("+MAG+MMT", "+MAG"), ("+MMT", "CE+BH"), ("+MMT+mem", "+MMT")):
         if a in names and b in names:
             pairs.append((a, b))
     return pairs
@@ -569,7 +610,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ablation's own flags (the training flags come from the ``train`` parser)."""
     g = p.add_argument_group("ablation")
     g.add_argument("--arms", default=None,
-                   help=f"comma-separated arms (default: all): {', '.join(DEFAULT_ARMS)}")
+                   help=f"comma-separated arms (default: all of {', '.join(DEFAULT_ARMS)}); also on request: "
+                   f"{', '.join(EXTRA_ARMS)}")
     g.add_argument("--seeds", default=None, help="seeds, e.g. 0,1,2,3,4 or 0-4 (default: --seed)")
     g.add_argument("--regdb-trials", default=None, help="RegDB splits, e.g. 1-10 or 1,3,5 (default: --regdb-trial)")
     g.add_argument("--trials", type=int, default=10, help="gallery draws of the SYSU-MM01 protocol")

@@ -94,6 +94,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mman-weight", type=float, default=1.0, help="weight of MMAN (MMT only; 0: MMAP alone)")
     g.add_argument("--id-weight", type=float, default=1.0)
     g.add_argument("--triplet-weight", type=float, default=1.0)
+    g.add_argument("--memory-size", type=int, default=0, metavar="N",
+                   help="cross-modality memory: the last N embeddings (labels, modalities) of past batches as extra "
+                   "references of the triplet term (mmt, batch-hard; N >= the global batch; saved in checkpoints). "
+                   "0: off (default)")
     g = p.add_argument_group("modality augmentation (MAG)")
     g.add_argument("--mag", dest="mag", action="store_true", default=True, help="on (default)")
     g.add_argument("--no-mag", dest="mag", action="store_false", help="off")

@@ -112,6 +112,7 @@ class TrainConfig:
     mman_weight: float = 1.0  # weight of MMAN (MMT only); 0 = MMAP alone
     id_weight: float = 1.0
     triplet_weight: float = 1.0
+    memory_size: int = 0  # rows of a cross-modality memory around the triplet loss (mmt, batch-hard); 0 = off
     # augmentation
     mag: bool = True
     mag_p: float = 0.5
@@ -212,6 +213,7 @@ class TrainConfig:
         if self.img_size is not None and (len(self.img_size) != 2 or min(self.img_size) < 8):
             raise UserError(f"img_size (--img-size) must be (H, W) with H, W >= 8, got {self.img_size}")
         self._validate_recipe_fields()
+        self.check_memory_size(world_size=1)
 
     def _validate_recipe_fields(self) -> None:
         """Checks of the recipe, pipeline and selection fields (``UserError`` names the field)."""
@@ -248,6 +250,23 @@ class TrainConfig:
                                         or self.jitter or self.visible_views != 1):
             raise UserError("erasing, channel exchange, adaptive gray, jitter and a second visible view need "
                             "augment='reid' (--augment reid)")
+
+    def check_memory_size(self, world_size: int) -> None:
+        """``memory_size`` (``--memory-size``) is 0, or holds the global batch of ``world_size``
+        processes (``2 * P * K`` each; ``3 * P * K`` with two visible views) with a loss the memory can wrap (:class:`UserError`)."""
+        n = self.memory_size
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise UserError(f"memory_size (--memory-size) must be an int >= 0 (0 = no memory), got {n!r}")
+        if n == 0:
+            return
+        if self.loss not in ("mmt", "batch-hard"):
+            raise UserError(f"memory_size (--memory-size {n}) needs --loss mmt or batch-hard (the memory relies "
+                            f"on max/min mining), not --loss {self.loss}")
+        views = self.visible_views + 1  # rows per identity and instance: the visible views and the thermal image
+        batch = views * self.num_identities * self.num_instances * world_size
+        if n < batch:
+            raise UserError(f"memory_size (--memory-size {n}) must be at least the global batch, {views} x P x K"
+                            + (f" x {world_size} processes" if world_size > 1 else "") + f" = {batch}")
 
 
 def check_data_source(data: str, root: str | None) -> None:
@@ -353,8 +372,19 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return build_model(cfg.model, num_classes, **kwargs)
 
 
-def build_triplet(cfg: TrainConfig, cross_rank: bool = False) -> nn.Module | None:
+def build_triplet(cfg: TrainConfig, cross_rank: bool = False, embedding_size: int | None = None) -> nn.Module | None:
+    """The triplet term ``cfg.loss`` names (``None`` for ``"none"``); with ``cfg.memory_size``
+    it is wrapped in a :class:`~mag_mmt.memory.CrossModalityMemory` of ``embedding_size``
+    features (required then; the memory runs its loss with ``cross_rank`` itself)."""
     from .losses import BatchHardTripletLoss, MultiMaskingTripletLoss, WeightedRegularizedTripletLoss
+
+    if cfg.memory_size and cfg.loss in ("mmt", "batch-hard"):
+        from .memory import CrossModalityMemory
+
+        if embedding_size is None:
+            raise ValueError("build_triplet: memory_size is set, so embedding_size is required")
+        inner = build_triplet(dataclasses.replace(cfg, memory_size=0), cross_rank=cross_rank)
+        return CrossModalityMemory(inner, embedding_size=embedding_size, memory_size=cfg.memory_size)
 
     if cfg.loss == "mmt":
         return MultiMaskingTripletLoss(
@@ -661,7 +691,10 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         log(f"init: {len(info['loaded'])} tensors from {cfg.init}")
     if rank > 0:  # the model is initialised alike on every rank; from here on each rank draws its own numbers
         seed_everything(augment_seed(cfg.seed, rank))
-    criterion = build_triplet(cfg, cross_rank=world > 1)
+    cfg.check_memory_size(world)
+    criterion = build_triplet(cfg, cross_rank=world > 1, embedding_size=model.feature_dim)
+    if criterion is not None:
+        criterion = criterion.to(device)  # a memory's queue is made of buffers
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             param_groups(cfg, model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
@@ -690,6 +723,8 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
+        if cfg.memory_size:  # the queue, so the resumed steps mine among the same rows
+            criterion.load_state_dict(state["memory"])
         set_rng_state(state["rng"]["ranks"][rank], aug_gen)
         start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["step"]
         history = list(state.get("history", []))
@@ -726,6 +761,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
             "num_train_images": num_train_images,
             "image_size": list(size),
             "selection": selection,
+            **({"memory": criterion.state_dict()} if cfg.memory_size else {}),
         }
         save_checkpoint(payload, ckpt_path)
         if best:
