@@ -159,10 +159,12 @@ if [ "$DEVICE" = cuda ]; then
   section "bench_loss" 180 "$PY" benchmarks/bench_loss.py --device cuda --naive-pair --sizes 64 256 1024 4096
   section "bench_augment" 90 "$PY" benchmarks/bench_augment.py --device cuda --uint8
   section "bench_eval" 120 "$PY" benchmarks/bench_eval.py --device cuda --quick
+  section "bench_transforms" 120 "$PY" benchmarks/bench_transforms.py --device cuda
 else
   section "bench_loss" 180 "$PY" benchmarks/bench_loss.py --device cpu --sizes 64 --repeats 1 --memory-n 512
   section "bench_augment" 180 "$PY" benchmarks/bench_augment.py --device cpu --quick --batch 8
   section "bench_eval" 300 "$PY" benchmarks/bench_eval.py --device cpu --quick
+  section "bench_transforms" 300 "$PY" benchmarks/bench_transforms.py --device cpu --quick --batch 8
 fi
 
 say ""
