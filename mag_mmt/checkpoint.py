@@ -183,7 +183,14 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
         cuda = [_cpu_bytes(s, "cuda") for s in state["cuda"]]
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
     if generator is not None and "augment" in state:
-        generator.set_state(_cpu_bytes(state["augment"], "augment"))
+        saved = _cpu_bytes(state["augment"], "augment")
+        if saved.numel() == generator.get_state().numel():
+            generator.set_state(saved)
+        else:  # a CPU generator's state resumed on CUDA, or the reverse: different generators
+            warnings.warn(
+                f"the checkpoint's augmentation generator state ({saved.numel()} bytes) is for another device "
+                f"type than this run's {generator.device.type} generator: it keeps its fresh seed, so the resumed "
+                f"run draws other boxes and flips than an uninterrupted one would", stacklevel=2)
 
 
 # --------------------------------------------------------------------------- save / load

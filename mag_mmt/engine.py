@@ -459,7 +459,7 @@ def augment_seed(seed: int, rank: int = 0) -> int:
     """
     if rank == 0:
         return seed + 1
-    return int(np.random.SeedSequence([seed % 2**63, rank, 0x4D4147]).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed % 2**63, rank, 0x4D4147]).generate_state(1, np.uint64)[0]) >> 1
 
 
 def gather_rng_states(aug_gen: torch.Generator) -> list[dict[str, Any]]:
@@ -722,7 +722,8 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved without fp16 scaling (CPU, bf16); a disabled scaler ignores it
+            scaler.load_state_dict(state["scaler"])
         if cfg.memory_size:  # the queue, so the resumed steps mine among the same rows
             criterion.load_state_dict(state["memory"])
         set_rng_state(state["rng"]["ranks"][rank], aug_gen)
@@ -833,7 +834,7 @@ def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], N
             elapsed = time.perf_counter() - t0
             row.update(epoch=epoch + 1, steps=done, seconds=elapsed, images_per_s=seen / max(elapsed, 1e-9))
             improved = False
-            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and rank == 0:
+            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs) and rank == 0:
                 if cfg.val != "none":  # selection on validation; the test set is not read
                     row.update(evaluate_validation(model, data, val_query, val_gallery, size, device))
                     value = row[f"val_{cfg.select_metric}"]

@@ -421,8 +421,8 @@ def multi_masking_triplet_loss(
     ref_is_batch = ref_embeddings is not None and _same_tensor(ref_embeddings, embeddings)
     if ref_embeddings is not None and not cross_rank:
         r_lab, r_mod = ref_labels, ref_modalities
-        if ref_is_batch:  # PML's ref_emb=embeddings: the batch itself
-            r = x
+        if ref_is_batch:  # PML's ref_emb=embeddings: the batch itself (a detached view stays detached)
+            r = x if ref_embeddings.requires_grad == embeddings.requires_grad else _prepare(ref_embeddings, unit)
             anchor_index = None if positive_modality == "cross" else torch.arange(n, device=x.device)
         else:
             r, anchor_index = _prepare(ref_embeddings, unit), None

@@ -297,3 +297,17 @@ def test_file_written_on_a_gpu_loads_on_a_cpu(tmp_path, data, monkeypatch):
     os.replace(gpu_file, tmp_path / "a" / "last.pt")
     resumed = train(_cfg(tmp_path / "a", resume=True, max_steps=2), data=data, log=None)
     assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 2 and resumed.stopped_early
+
+
+def test_augment_state_of_another_device_type_warns_and_keeps_the_fresh_seed():
+    """A CUDA generator's state (16 bytes) resumed into a CPU generator (or the reverse): the
+    run goes on with a warning instead of a crash; the generator keeps its own seed."""
+    from mag_mmt.checkpoint import rng_state, set_rng_state
+
+    state = rng_state(torch.Generator().manual_seed(1))
+    state["augment"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    g = torch.Generator().manual_seed(7)
+    before = g.get_state().clone()
+    with pytest.warns(UserWarning, match="another device type"):
+        set_rng_state(state, g)
+    assert torch.equal(g.get_state(), before)

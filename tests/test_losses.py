@@ -182,6 +182,27 @@ def test_reference_set_that_is_the_batch_is_recognised_by_memory(positive_modali
                                **kw)[0], 1e-5)
 
 
+@pytest.mark.parametrize("positive_modality", ["cross", "same", "any"])
+def test_detached_batch_as_reference_set_passes_no_gradient_through_the_references(positive_modality):
+    """``ref_emb=embeddings.detach()`` (stop-gradient references): self-pairs are still excluded,
+    but gradients reach the rows only as anchors, as with any detached reference set."""
+    x, y, m = pk_batch(p=3, k=2, d=4, seed=2)
+    kw = dict(margin=1.0, positive_modality=positive_modality)
+    a = x.clone().requires_grad_(True)
+    loss = multi_masking_triplet_loss(a, y, m, ref_embeddings=a.detach(), ref_labels=y, ref_modalities=m, **kw)
+    loss.backward()
+    alone = multi_masking_triplet_loss(x, y, m, **kw)
+    torch.testing.assert_close(loss.detach(), alone)  # the same pairs as without a reference set
+    b = x.clone().requires_grad_(True)
+    ref = reference_mmt(b, y, m, ref_embeddings=x.clone(), ref_labels=y, ref_modalities=m, **kw)[0]
+    if positive_modality == "cross":  # no self-pair possible: equal to a detached copy as references
+        ref.backward()
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    c = x.clone().requires_grad_(True)
+    multi_masking_triplet_loss(c, y, m, **kw).backward()  # references with gradient
+    assert not torch.allclose(a.grad, c.grad)
+
+
 @pytest.mark.parametrize("weights, expect", [
     ({}, lambda o: o.mman + o.mmap),
     ({"pos_weight": 0.0}, lambda o: o.mman),  # MMAN alone (MMTN)

@@ -137,3 +137,10 @@ def test_demo_budgets_unchanged():
             sampler = CrossModalityIdentitySampler(train_data.train, num_identities=spec.num_identities_per_batch,
                                                    num_instances=spec.num_instances, epoch_unit=spec.epoch_unit)
             assert len(sampler) == math.ceil(train_data.num_train_identities / spec.num_identities_per_batch)
+
+
+def test_eval_every_also_evaluates_the_last_epoch(tmp_path):
+    """Epochs 2 and 3 of 3 with eval_every=2: the final model is always a candidate (AGW evaluates
+    its last epoch too), so a validation-selected best.pt can be the final weights."""
+    result = train(_cfg(tmp_path, epochs=3, eval_every=2, eval_trials=1), data=small_data(), log=None)
+    assert [row["epoch"] for row in result.history if "rank1" in row] == [2, 3]
