@@ -16,23 +16,20 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mag_mmt.cli import main
-from mag_mmt.data.synthetic import make_synthetic
 from mag_mmt.engine import TrainConfig, train
 from mag_mmt.errors import UserError
 from mag_mmt.runlog import COLUMNS, RunLog, read_history
 from mag_mmt.visualize import plot_training_curves
+from tests.train_helpers import small_cfg, small_data
 
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic("demo", num_identities=12, num_train_identities=6, images_per_camera=2, seed=3)
+    return small_data()
 
 
 def _cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(data="synthetic", model="small-cnn", epochs=2, steps_per_epoch=3, num_identities=2,
-                num_instances=2, seed=5, out=str(out), progress=False, device="cpu", log_every=2)
-    base.update(kw)
-    return TrainConfig(**base)
+    return small_cfg(out, **{"steps_per_epoch": 3, "log_every": 2, "mag_p": 0.5, **kw})
 
 
 def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
