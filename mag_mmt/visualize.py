@@ -40,6 +40,14 @@ def to_uint8_image(image: Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).contiguous().numpy()
 
 
+def _save_png(img: "Image.Image", path: PathLike) -> Path:
+    """Write a PIL image as PNG, creating the folder; returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, format="PNG")
+    return out
+
+
 def save_image_grid(
     path: PathLike,
     rows: Sequence[Sequence[Union[Tensor, np.ndarray]]],
@@ -90,10 +98,7 @@ def save_image_grid(
             canvas.paste(Image.fromarray(cell), (ox, oy))
             x += col_w[j] + padding
         y += row_h[i] + padding
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out, format="PNG")
-    return out
+    return _save_png(canvas, path)
 
 
 def save_augmentation_grid(
@@ -199,10 +204,7 @@ def save_cmc_plot(
         ly = top + 10 + 18 * i
         draw.line([(x1 + 12, ly + 6), (x1 + 32, ly + 6)], fill=colour, width=3)
         draw.text((x1 + 38, ly), f"{name} ({100 * float(cmc[0]):.1f}%)", fill=(0, 0, 0))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
-    return path
+    return _save_png(img, path)
 
 
 def _nice_range(values: "list[float]") -> "tuple[float, float]":
@@ -315,10 +317,7 @@ def save_training_curves(
         lx, ly = cols * pw + 8, header + 20 + 18 * i
         draw.line([(lx, ly + 6), (lx + 20, ly + 6)], fill=colour, width=3)
         draw.text((lx + 26, ly), str(name), fill=(0, 0, 0))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out, format="PNG")
-    return out
+    return _save_png(img, path)
 
 
 def save_table_image(
@@ -368,10 +367,7 @@ def save_table_image(
     for text in notes:
         draw.text((pad, y), text, fill=(70, 70, 70))
         y += line_h
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out, format="PNG")
-    return out
+    return _save_png(img, path)
 def plot_training_curves(rows: "list[dict]", path: PathLike, keys: "Optional[Sequence[str]]" = None) -> Path:
     """Write a PNG of training curves: one small panel per quantity against the step.
 
