@@ -1,6 +1,7 @@
 """The example scripts run end to end: the quickstart reports the MMT parts, the dual-path Swin
 reference trains and prints its dataset's protocol table."""
 
+import ast
 import importlib.util
 import re
 import subprocess
@@ -92,3 +93,13 @@ def test_dual_path_swin_other_readers(capsys, data, sysu_root, manifest_csv):
     for result in results.values():
         assert 0.0 <= result.mAP <= 1.0 and 0.0 <= result.cmc[0] <= 1.0
     _summary(out)
+
+
+def test_dual_path_swin_uses_the_public_api_only():
+    """The reference example imports the library's public modules, never the CLI or the training loop."""
+    tree = ast.parse(SWIN_EXAMPLE.read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    ours = {name for name in imported if name.split(".")[0] == "mag_mmt"}
+    public = {"mag_mmt", "mag_mmt.data", "mag_mmt.evaluation", "mag_mmt.models", "mag_mmt.recipes", "mag_mmt.transforms"}
+    assert ours and ours <= public, ours - public
