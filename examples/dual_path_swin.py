@@ -12,7 +12,7 @@ settings) and the table is printed. The last model is evaluated (no model select
 validation split: ``mag-mmt train --recipe paper`` does that).
 
 Quick run on the embedded synthetic data (8 train / 8 test identities, one image per camera,
-P = K = 2; about a minute on a 2-core CPU; nothing is downloaded)::
+P = K = 2; one to two minutes on a 2-core CPU; nothing is downloaded)::
 
     python examples/dual_path_swin.py --data synthetic --steps 2
 
