@@ -1,2 +1,2 @@
-"""Moved to :mod:`mag_mmt.functional.distances`; this name stays for existing imports."""
+"""Alias of :mod:`mag_mmt.functional.distances` (``pairwise_distance``, ``indexed_distance``, ...)."""
 from mag_mmt.functional.distances import *  # noqa: F401,F403

@@ -120,7 +120,7 @@ class CrossModalityMemory(nn.Module):
 
     @property
     def last_parts(self) -> MMTOutput | None:
-        """The wrapped loss's detached :class:`~mag_mmt.losses.MMTOutput` of the last call."""
+        """The wrapped loss's detached :class:`~mag_mmt.functional.MMTOutput` of the last call."""
         return self.loss.last_parts
 
     def reset_queue(self) -> None:

@@ -26,18 +26,9 @@ Backbone interface (see :func:`feature_maps`): the model exposes
 ``forward_feature_map(x1, x2, modal=0) -> (B1 + B2, C, h, w)``, the spatial map before global
 pooling, following the AGW forward contract (``modal=0``: ``x1`` visible and ``x2`` thermal,
 concatenated in that order; ``1``: ``x1`` through the visible path; ``2``: ``x2`` through the
-thermal path). The library's models (``SmallCNN``, ``DualPathSwin``) have it.
-
-Example::
-
-    >>> import torch
-    >>> from mag_mmt.functional import permutation_set, jigsaw_shuffle, jigsaw_unshuffle
-    >>> perms = permutation_set(4, 10)
-    >>> rgb, ir = torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8)
-    >>> idx = torch.tensor([3, 7])
-    >>> s_rgb, s_ir = jigsaw_shuffle((rgb, ir), idx, perms, grid=(2, 2))
-    >>> torch.equal(jigsaw_unshuffle(s_rgb, idx, perms, grid=(2, 2)), rgb)
-    True
+thermal path). The library's models (``SmallCNN``, ``DualPathSwin``) have it. The jigsaw and
+contrastive primitives are in :mod:`mag_mmt.functional.jigsaw` and
+:mod:`mag_mmt.functional.contrastive`; :class:`MMGLPretrainer` has a runnable example.
 """
 
 from __future__ import annotations
