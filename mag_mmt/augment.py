@@ -71,9 +71,9 @@ class ModalityAugment(nn.Module, _ExchangeOptions):
     * ``visible`` (B, C, H, W), ``thermal`` (B, C or 1, H, W): float16/bfloat16/float32/64 or
       uint8, same dtype and device, same H and W. One-channel thermal is repeated to C.
     * Without labels, pairs are aligned by batch index (the AGW/CAJ sampler): no host sync.
-    * With both label tensors, partners come from :func:`~mag_mmt.functional.match_partners` (same index if the
-      labels are aligned, otherwise a random same-identity image of the other modality; no
-      partner: unchanged). Batch sizes may then differ. No host sync either.
+    * With both label tensors, partners come from :func:`~mag_mmt.functional.match_partners`
+      (same index if the labels are aligned, otherwise a random same-identity image of the other
+      modality; no partner: unchanged). Batch sizes may then differ. No host sync either.
     * ``params``: apply these parameters instead of drawing: from :meth:`forward_parameters`
       (draw first, apply later) or ``aug._params`` (kornia's name: the last call's), so
       ``aug(v, t, params=aug._params)`` reproduces the last call exactly.
