@@ -27,7 +27,8 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from mag_mmt.augment import ModalityAugment, exchange_mask, modality_exchange
+from mag_mmt.augment import ModalityAugment
+from mag_mmt.functional import exchange_mask, modality_exchange
 
 
 def loop_exchange(v: torch.Tensor, t: torch.Tensor, params: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:

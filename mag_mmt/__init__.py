@@ -11,8 +11,10 @@ Quick start::
     feats = model(visible, thermal)                     # (2B, D): visible rows, then thermal
     loss = criterion(feats, labels, modalities)         # modalities: 0 visible, 1 thermal
 
-Batch convention (docs/method.md#task-and-batch-convention): ``modalities`` holds 0 for
-visible and 1 for thermal/infrared. Names are imported lazily so ``import mag_mmt`` stays cheap.
+Batch convention (:mod:`mag_mmt.modalities`, docs/method.md#task-and-batch-convention):
+``modalities`` holds 0 (:data:`VISIBLE`) and 1 (:data:`THERMAL`). The tensor functions the
+modules wrap are in :mod:`mag_mmt.functional`. Names are imported lazily, so ``import mag_mmt``
+stays cheap.
 """
 
 from __future__ import annotations
@@ -20,34 +22,37 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mag_mmt.modalities import THERMAL, VISIBLE
+
 __version__ = "0.1.0.dev0"
 
-VISIBLE = 0
-THERMAL = 1
-
-# public name -> module that defines it
+# public name -> module that defines it (the top-level API, listed once)
 _EXPORTS = {
+    "ModalityAugment": "mag_mmt.augment",
+    "StackedModalityAugment": "mag_mmt.augment_kornia",
+    "ModalityAugmentV2": "mag_mmt.augment_v2",
     "MultiMaskingTripletLoss": "mag_mmt.losses",
     "BatchHardTripletLoss": "mag_mmt.losses",
-    "CrossModalityMemory": "mag_mmt.memory",
     "WeightedRegularizedTripletLoss": "mag_mmt.losses",
-    "ModalityAugment": "mag_mmt.augment",
-    "StackedModalityAugment": "mag_mmt.augment",
-    "ModalityAugmentV2": "mag_mmt.augment_v2",
+    "CrossModalityMemory": "mag_mmt.memory",
     "CrossModalityIdentitySampler": "mag_mmt.data.sampler",
     "make_synthetic": "mag_mmt.data.synthetic",
     "build_model": "mag_mmt.models",
     "rank_metrics": "mag_mmt.evaluation",
 }
+# subpackages reachable as attributes after ``import mag_mmt``
+_SUBMODULES = ("functional",)
 
-__all__ = ["VISIBLE", "THERMAL", "__version__", *_EXPORTS]
+__all__ = ["VISIBLE", "THERMAL", "__version__", *_SUBMODULES, *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"mag_mmt.{name}")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
         raise AttributeError(f"module 'mag_mmt' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -48,8 +48,9 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mag_mmt.augment import ModalityAugment, Placement, RatioSampling
+from mag_mmt.augment import ModalityAugment
 from mag_mmt.errors import UserError
+from mag_mmt.functional.exchange import Placement, RatioSampling
 
 __all__ = ["ModalityAugmentV2"]
 

@@ -39,7 +39,8 @@ from torch import nn
 from mag_mmt import _validation as V
 from mag_mmt import distributed as _dist
 from mag_mmt.errors import UserError
-from mag_mmt.losses import BatchHardTripletLoss, MMTOutput, MultiMaskingTripletLoss
+from mag_mmt.functional.triplet import MMTOutput
+from mag_mmt.losses import BatchHardTripletLoss, MultiMaskingTripletLoss
 
 __all__ = ["CrossModalityMemory"]
 
@@ -119,7 +120,7 @@ class CrossModalityMemory(nn.Module):
 
     @property
     def last_parts(self) -> MMTOutput | None:
-        """The wrapped loss's detached :class:`~mag_mmt.losses.MMTOutput` of the last call."""
+        """The wrapped loss's detached :class:`~mag_mmt.functional.MMTOutput` of the last call."""
         return self.loss.last_parts
 
     def reset_queue(self) -> None:

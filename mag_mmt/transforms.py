@@ -40,8 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from mag_mmt._validation import check_tensor
-from mag_mmt.augment import ModalityAugment, exchange_mask, sample_exchange_params
+from mag_mmt.augment import ModalityAugment
 from mag_mmt.errors import UserError
+from mag_mmt.functional.exchange import exchange_mask, sample_exchange_params
 
 __all__ = [
     "IMAGENET_MEAN",

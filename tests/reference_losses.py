@@ -54,7 +54,7 @@ def reference_mmt(
     distance: str = "euclidean",
     normalize: bool = False,
     reduction: str = "mean",
-    ref_embeddings: torch.Tensor | None = None,
+    ref_emb: torch.Tensor | None = None,
     ref_labels: Sequence[int] | None = None,
     ref_modalities: Sequence[int] | None = None,
 ):
@@ -64,9 +64,9 @@ def reference_mmt(
     batch itself: row ``i`` is then skipped as its own pair, as without a reference set."""
     labels = [int(v) for v in labels]
     modalities = [int(v) for v in modalities]
-    has_ref = ref_embeddings is not None and ref_embeddings is not embeddings
-    if ref_embeddings is None:
-        ref_embeddings, ref_labels, ref_modalities = embeddings, labels, modalities
+    has_ref = ref_emb is not None and ref_emb is not embeddings
+    if ref_emb is None:
+        ref_emb, ref_labels, ref_modalities = embeddings, labels, modalities
     ref_labels = [int(v) for v in ref_labels]
     ref_modalities = [int(v) for v in ref_modalities]
     zero = embeddings.sum() * 0.0
@@ -79,7 +79,7 @@ def reference_mmt(
         for j in range(len(ref_labels)):
             if not has_ref and j == i:
                 continue  # the anchor is never its own positive
-            d = ref_distance(embeddings[i], ref_embeddings[j], distance, normalize)
+            d = ref_distance(embeddings[i], ref_emb[j], distance, normalize)
             if ref_labels[j] == labels[i]:
                 if _modality_ok(positive_modality, modalities[i], ref_modalities[j]):
                     positives.append(d)

@@ -10,14 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mag_mmt import ModalityAugment
-from mag_mmt.augment import (
-    StackedModalityAugment,
-    exchange_mask,
-    match_partners,
-    modality_exchange,
-    sample_exchange_params,
-)
+from mag_mmt import ModalityAugment, StackedModalityAugment
+from mag_mmt.functional import exchange_mask, match_partners, modality_exchange, sample_exchange_params
 from tests.reference_augment import changed_rectangle, ks_uniform, reference_box, reference_exchange
 
 
@@ -206,6 +200,32 @@ def test_replay_and_seeds():
     same = ModalityAugment(p=1.0, same_on_batch=True, generator=1)
     same(v, t)
     assert bool((same._params["boxes"] == same._params["boxes"][:1]).all())
+
+
+def test_public_replay_api_draws_then_applies():
+    """``forward_parameters`` draws exactly what a call would draw (same generator stream);
+    ``params=`` applies them; the kornia shape form draws the same aligned boxes."""
+    v, t = distinct_pair(8, 3, 40, 20)
+    labels_v, labels_t = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), torch.tensor([1, 0, 3, 2, 2, 0, 1, 4])
+    for kwargs in ({}, {"visible_labels": labels_v, "thermal_labels": labels_t}):
+        drawn = ModalityAugment(p=0.6, generator=11)
+        params = drawn.forward_parameters(v, t, **kwargs)
+        out = drawn(v, t, **kwargs, params=params)
+        called = ModalityAugment(p=0.6, generator=11)
+        direct = called(v, t, **kwargs)
+        assert torch.equal(out[0], direct[0]) and torch.equal(out[1], direct[1])
+        assert params.keys() == called._params.keys()
+        assert all(torch.equal(params[k], called._params[k]) for k in params)
+        replay = called(v, t, **kwargs, params=called._params)  # kornia's name replays the last call
+        assert torch.equal(replay[0], direct[0]) and torch.equal(replay[1], direct[1])
+    by_shape = ModalityAugment(p=0.6, generator=11).forward_parameters(v.shape)
+    by_tensor = ModalityAugment(p=0.6, generator=11).forward_parameters(v, t)
+    assert all(torch.equal(by_shape[k], by_tensor[k]) for k in by_tensor)
+    with pytest.raises(ValueError, match="batch shape"):
+        ModalityAugment().forward_parameters((8, 40, 20))
+    with pytest.raises(ValueError, match="thermal batch"):
+        ModalityAugment().forward_parameters(v)
+    assert not hasattr(ModalityAugment(p=0.3), "p_pair") and ModalityAugment(p=0.3).p == 0.3
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mag_mmt.distributed import all_gather_with_grad, world_size
-from mag_mmt.losses import MultiMaskingTripletLoss, multi_masking_triplet_loss
+from mag_mmt.functional import multi_masking_triplet_loss
+from mag_mmt.losses import MultiMaskingTripletLoss
 
 WORLD = 2
 N_LOCAL = 8

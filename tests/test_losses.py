@@ -98,9 +98,9 @@ def test_reference_set_equals_reference(batch, cfg, n_ref, seed):
     rx = torch.randn(n_ref, x.shape[1], generator=g, dtype=torch.float64)
     ry = torch.randint(-1, 3, (n_ref,), generator=g)
     rm = torch.randint(0, 2, (n_ref,), generator=g)
-    out = multi_masking_triplet_loss(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm,
+    out = multi_masking_triplet_loss(x, y, m, ref_emb=rx, ref_labels=ry, ref_modalities=rm,
                                      return_parts=True, **cfg)
-    ref = reference_mmt(x, y.tolist(), m.tolist(), ref_embeddings=rx, ref_labels=ry.tolist(),
+    ref = reference_mmt(x, y.tolist(), m.tolist(), ref_emb=rx, ref_labels=ry.tolist(),
                         ref_modalities=rm.tolist(), **cfg)
     _close(out.loss, ref[0], 1e-6)
     assert int(out.num_valid) == ref[3]
@@ -146,11 +146,11 @@ def test_reference_set_that_is_the_batch_excludes_self_pairs(batch, cfg):
     x1 = x.clone().requires_grad_(True)
     x2 = x.clone().requires_grad_(True)
     alone = multi_masking_triplet_loss(x1, y, m, return_parts=True, **cfg)
-    as_ref = multi_masking_triplet_loss(x2, y, m, ref_embeddings=x2, ref_labels=y, ref_modalities=m,
+    as_ref = multi_masking_triplet_loss(x2, y, m, ref_emb=x2, ref_labels=y, ref_modalities=m,
                                         return_parts=True, **cfg)
     for a, b in zip(alone, as_ref):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    ref = reference_mmt(x, y.tolist(), m.tolist(), ref_embeddings=x, ref_labels=y.tolist(),
+    ref = reference_mmt(x, y.tolist(), m.tolist(), ref_emb=x, ref_labels=y.tolist(),
                         ref_modalities=m.tolist(), **cfg)
     _close(as_ref.loss, ref[0], 1e-6)
     assert int(as_ref.num_valid) == ref[3]
@@ -167,18 +167,18 @@ def test_reference_set_that_is_the_batch_is_recognised_by_memory(positive_modali
     alone = multi_masking_triplet_loss(x, y, m, **kw)
     view = x.view(x.shape)  # another object, the same memory, shape and strides
     assert view is not x
-    torch.testing.assert_close(multi_masking_triplet_loss(x, y, m, ref_embeddings=view, ref_labels=y,
+    torch.testing.assert_close(multi_masking_triplet_loss(x, y, m, ref_emb=view, ref_labels=y,
                                                           ref_modalities=m, **kw), alone)
     crit = MultiMaskingTripletLoss(**kw)
     torch.testing.assert_close(crit(x, y, m, ref_emb=x, ref_labels=y, ref_modalities=m), alone)
     # a copy is another reference set: each row then meets its twin at distance ~0
-    copy = multi_masking_triplet_loss(x, y, m, ref_embeddings=x.clone(), ref_labels=y, ref_modalities=m, **kw)
-    ref = reference_mmt(x, y, m, ref_embeddings=x.clone(), ref_labels=y, ref_modalities=m, **kw)[0]
+    copy = multi_masking_triplet_loss(x, y, m, ref_emb=x.clone(), ref_labels=y, ref_modalities=m, **kw)
+    ref = reference_mmt(x, y, m, ref_emb=x.clone(), ref_labels=y, ref_modalities=m, **kw)[0]
     _close(copy, ref, 1e-5)
     assert not torch.allclose(copy, alone)
     # a view of other rows (same start, other shape) is not the batch
-    part = multi_masking_triplet_loss(x, y, m, ref_embeddings=x[:6], ref_labels=y[:6], ref_modalities=m[:6], **kw)
-    _close(part, reference_mmt(x, y, m, ref_embeddings=x[:6].clone(), ref_labels=y[:6], ref_modalities=m[:6],
+    part = multi_masking_triplet_loss(x, y, m, ref_emb=x[:6], ref_labels=y[:6], ref_modalities=m[:6], **kw)
+    _close(part, reference_mmt(x, y, m, ref_emb=x[:6].clone(), ref_labels=y[:6], ref_modalities=m[:6],
                                **kw)[0], 1e-5)
 
 
@@ -189,12 +189,12 @@ def test_detached_batch_as_reference_set_passes_no_gradient_through_the_referenc
     x, y, m = pk_batch(p=3, k=2, d=4, seed=2)
     kw = dict(margin=1.0, positive_modality=positive_modality)
     a = x.clone().requires_grad_(True)
-    loss = multi_masking_triplet_loss(a, y, m, ref_embeddings=a.detach(), ref_labels=y, ref_modalities=m, **kw)
+    loss = multi_masking_triplet_loss(a, y, m, ref_emb=a.detach(), ref_labels=y, ref_modalities=m, **kw)
     loss.backward()
     alone = multi_masking_triplet_loss(x, y, m, **kw)
     torch.testing.assert_close(loss.detach(), alone)  # the same pairs as without a reference set
     b = x.clone().requires_grad_(True)
-    ref = reference_mmt(b, y, m, ref_embeddings=x.clone(), ref_labels=y, ref_modalities=m, **kw)[0]
+    ref = reference_mmt(b, y, m, ref_emb=x.clone(), ref_labels=y, ref_modalities=m, **kw)[0]
     if positive_modality == "cross":  # no self-pair possible: equal to a detached copy as references
         ref.backward()
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
@@ -309,7 +309,7 @@ def test_chunked_equals_unchunked(chunk, cfg):
 
 
 def test_auto_chunking_kicks_in(monkeypatch):
-    import mag_mmt.losses as L
+    import mag_mmt.functional.mining as L
 
     x, y, m = pk_batch(p=6, k=2, d=4)
     full = multi_masking_triplet_loss(x, y, m, reduction="none")
@@ -513,12 +513,12 @@ def test_module_ref_emb_form():
     rx, ry, rm = pk_batch(seed=3)
     crit = MultiMaskingTripletLoss(margin=1.0)
     got = crit(x, y, m, ref_emb=rx, ref_labels=ry, ref_modalities=rm)
-    _close(got, reference_mmt(x.double(), y, m, margin=1.0, ref_embeddings=rx.double(), ref_labels=ry,
+    _close(got, reference_mmt(x.double(), y, m, margin=1.0, ref_emb=rx.double(), ref_labels=ry,
                               ref_modalities=rm)[0], 1e-5)
     bh = BatchHardTripletLoss(margin=1.0)
     got = bh(x, y, ref_emb=rx, ref_labels=ry)
     _close(got, reference_mmt(x.double(), y, [0] * 16, margin=1.0, pos_weight=0.0, positive_modality="any",
-                              negative_modality="any", ref_embeddings=rx.double(), ref_labels=ry,
+                              negative_modality="any", ref_emb=rx.double(), ref_labels=ry,
                               ref_modalities=[0] * 16)[0], 1e-5)
 
 
@@ -583,7 +583,7 @@ def test_sync_detector_sees_every_kind_of_read_back(sync):
 def test_sync_detector_catches_a_tolist_on_the_hot_path(monkeypatch):
     """A ``.tolist()`` slipped into the mining (how the value checks read back) is reported,
     also when the code swallows the error that fake tensors raise."""
-    import mag_mmt.losses as L
+    import mag_mmt.functional.mining as L
 
     x, y, m = pk_batch()
     real = L.masked_hard_mining
@@ -616,7 +616,7 @@ _HOT_PATHS = {
         reduction="none"),
     "mmap_only": lambda e, y, m: multi_masking_triplet_loss(e, y, m, validate=False, mman_weight=0.0),
     "ref_set": lambda e, y, m: multi_masking_triplet_loss(
-        e, y, m, validate=False, ref_embeddings=e.detach()[:5] * 2, ref_labels=y[:5], ref_modalities=m[:5]),
+        e, y, m, validate=False, ref_emb=e.detach()[:5] * 2, ref_labels=y[:5], ref_modalities=m[:5]),
     "ref_is_batch": lambda e, y, m: MultiMaskingTripletLoss(positive_modality="same", validate=False)(
         e, y, m, ref_emb=e, ref_labels=y, ref_modalities=m),
     "wrt": lambda e, y, m: weighted_regularized_triplet_loss(e, y, m, validate=False),
@@ -742,13 +742,13 @@ def test_bad_options(kwargs, match):
 def test_bad_reference_set():
     x, y, m = _good()
     with pytest.raises(ValueError, match="given together"):
-        multi_masking_triplet_loss(x, y, m, ref_embeddings=x)
+        multi_masking_triplet_loss(x, y, m, ref_emb=x)
     with pytest.raises(ValueError, match="same feature size"):
-        multi_masking_triplet_loss(x, y, m, ref_embeddings=x[:, :2], ref_labels=y, ref_modalities=m)
+        multi_masking_triplet_loss(x, y, m, ref_emb=x[:, :2], ref_labels=y, ref_modalities=m)
     with pytest.raises(ValueError, match="ref_modalities must hold only 0"):
-        multi_masking_triplet_loss(x, y, m, ref_embeddings=x, ref_labels=y, ref_modalities=m + 2)
+        multi_masking_triplet_loss(x, y, m, ref_emb=x, ref_labels=y, ref_modalities=m + 2)
     with pytest.raises(TypeError, match="ref_labels must be a torch.Tensor"):
-        multi_masking_triplet_loss(x, y, m, ref_embeddings=x, ref_labels=[0, 1], ref_modalities=m)
+        multi_masking_triplet_loss(x, y, m, ref_emb=x, ref_labels=[0, 1], ref_modalities=m)
 
 
 def test_numpy_oracle_is_not_vacuous():
@@ -782,7 +782,7 @@ def test_indexed_distance_gradcheck(distance):
 @pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "cosine"])
 @pytest.mark.parametrize("self_ref", [True, False])
 def test_indexed_distance_row_blocks_equal_one_block(monkeypatch, distance, self_ref):
-    import mag_mmt.distances as Dm
+    import mag_mmt.functional.distances as Dm
 
     g = torch.Generator().manual_seed(3)
     x0 = torch.randn(7, 5, generator=g, dtype=torch.float64)
@@ -811,7 +811,7 @@ def test_indexed_distance_row_blocks_equal_one_block(monkeypatch, distance, self
 
 
 def test_loss_with_small_gather_blocks_equals_default(monkeypatch):
-    import mag_mmt.distances as Dm
+    import mag_mmt.functional.distances as Dm
 
     x, y, m = pk_batch(p=5, k=3, d=8, seed=7)
     x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)

@@ -31,7 +31,7 @@ def reference_step(x, y, m, past_x, past_y, past_m, reduction="mean", **opts):
         keep = [j for j in range(x.shape[0]) if j != i]
         loss_i, _, _, valid_i = reference_mmt(
             x[i : i + 1], y[i : i + 1].tolist(), m[i : i + 1].tolist(),
-            ref_embeddings=torch.cat([x[keep], past_x]), ref_labels=torch.cat([y[keep], past_y]).tolist(),
+            ref_emb=torch.cat([x[keep], past_x]), ref_labels=torch.cat([y[keep], past_y]).tolist(),
             ref_modalities=torch.cat([m[keep], past_m]).tolist(), reduction="none", **opts,
         )
         per.append(loss_i[0])
@@ -258,9 +258,9 @@ def test_functional_cross_rank_with_reference_set(kind):
     x, rx = torch.randn(6, D, generator=g, dtype=torch.float64), torch.randn(5, D, generator=g, dtype=torch.float64)
     y, ry = torch.randint(0, 3, (6,), generator=g), torch.randint(0, 3, (5,), generator=g)
     m, rm = torch.randint(0, 2, (6,), generator=g), torch.randint(0, 2, (5,), generator=g)
-    got = multi_masking_triplet_loss(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm,
+    got = multi_masking_triplet_loss(x, y, m, ref_emb=rx, ref_labels=ry, ref_modalities=rm,
                                      cross_rank=True, **opts)
     torch.testing.assert_close(got, reference_step(x, y, m, rx, ry, rm, **opts)[0])
-    alone = multi_masking_triplet_loss(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm, **opts)
-    torch.testing.assert_close(alone, reference_mmt(x, y, m, ref_embeddings=rx, ref_labels=ry, ref_modalities=rm,
+    alone = multi_masking_triplet_loss(x, y, m, ref_emb=rx, ref_labels=ry, ref_modalities=rm, **opts)
+    torch.testing.assert_close(alone, reference_mmt(x, y, m, ref_emb=rx, ref_labels=ry, ref_modalities=rm,
                                                     **opts)[0])  # without cross_rank: the set alone

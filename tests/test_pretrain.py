@@ -13,18 +13,20 @@ from hypothesis import strategies as st
 from torch import nn
 
 from mag_mmt.data.records import ReIDData, Sample
-from mag_mmt.pretrain import (
-    MMGLPretrainer,
+from mag_mmt.functional import (
     cycle_consistent_pairs,
     cycle_infonce_loss,
-    feature_maps,
     hamming_distances,
     jigsaw_shuffle,
     jigsaw_unshuffle,
-    load_pretrained,
     min_hamming_distance,
-    permutation_loss,
     permutation_set,
+)
+from mag_mmt.pretrain import (
+    MMGLPretrainer,
+    feature_maps,
+    load_pretrained,
+    permutation_loss,
     pretrain,
     pretrain_step,
     save_pretrained,

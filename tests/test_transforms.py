@@ -13,8 +13,9 @@ import torchvision.transforms.functional as TF
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mag_mmt.augment import ModalityAugment, exchange_mask, modality_exchange
+from mag_mmt.augment import ModalityAugment
 from mag_mmt.errors import UserError
+from mag_mmt.functional import exchange_mask, modality_exchange
 from mag_mmt.transforms import (
     CAJ_ERASE_VALUE,
     CrossModalAugment,

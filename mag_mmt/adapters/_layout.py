@@ -29,10 +29,10 @@ from mag_mmt._validation import (
     check_tensor,
     check_values,
 )
+from mag_mmt.modalities import MODALITY_NAMES as _NAMES
+from mag_mmt.modalities import MODALITIES, THERMAL, VISIBLE
 
 __all__ = [
-    "VISIBLE",
-    "THERMAL",
     "AGW_LAYOUT",
     "CAJ_LAYOUT",
     "Layout",
@@ -42,15 +42,10 @@ __all__ = [
     "layout_batch",
 ]
 
-VISIBLE = 0
-THERMAL = 1
-
 Layout = Sequence[int]
 
 AGW_LAYOUT: tuple[int, ...] = (VISIBLE, THERMAL)
 CAJ_LAYOUT: tuple[int, ...] = (VISIBLE, VISIBLE, THERMAL)
-
-_NAMES = {VISIBLE: "visible", THERMAL: "thermal"}
 
 
 def check_layout(layout: Layout) -> tuple[int, ...]:
@@ -59,7 +54,7 @@ def check_layout(layout: Layout) -> tuple[int, ...]:
     if not codes:
         raise ValueError("layout must name at least one block of rows, got an empty layout")
     for code in codes:
-        if isinstance(code, bool) or code not in (VISIBLE, THERMAL):
+        if isinstance(code, bool) or code not in MODALITIES:
             raise ValueError(
                 f"layout entries must be modality codes {VISIBLE} (visible) or "
                 f"{THERMAL} (thermal), got {codes!r}"

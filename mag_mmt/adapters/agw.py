@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mag_mmt.adapters._layout import AGW_LAYOUT, layout_batch
-from mag_mmt.distances import pairwise_distance
-from mag_mmt.losses import MultiMaskingTripletLoss, masked_hard_mining
+from mag_mmt.functional.distances import pairwise_distance
+from mag_mmt.functional.mining import anchor_mask, masked_hard_mining, soft_pick
+from mag_mmt.losses import MultiMaskingTripletLoss
 
 __all__ = ["agw_batch", "triplet_correct", "mmt_correct", "MMTCriterion"]
 
@@ -103,19 +104,10 @@ def triplet_correct(features: torch.Tensor, labels: torch.Tensor, *, alpha: floa
     sq = x.pow(2).sum(dim=1)
     dist = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), x, x.t(), alpha=-2).clamp(min=1e-12).sqrt()
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    pos, neg = same.to(dist.dtype), (~same).to(dist.dtype)
-    dist_pos, dist_neg = dist * pos, dist * neg
-    far_pos = (dist_pos * _repo_weights(dist_pos * alpha, pos)).sum(dim=1)
-    near_neg = (dist_neg * _repo_weights(-dist_neg * alpha, neg)).sum(dim=1)
+    # the repos' masked softmax: the 1e-6 guard in the normaliser (soft_weights with eps)
+    far_pos = soft_pick(dist, alpha * dist, same, eps=1e-6)
+    near_neg = soft_pick(dist, -alpha * dist, ~same, eps=1e-6)
     return (near_neg >= far_pos).sum()
-
-
-def _repo_weights(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The repos' masked softmax: shifted by the row maximum of ``logits * mask`` (masked-out
-    entries count as 0 there), ``1e-6`` added to the normaliser."""
-    shifted = logits - (logits * mask).max(dim=1, keepdim=True)[0]
-    z = (shifted.exp() * mask).sum(dim=1, keepdim=True) + 1e-6
-    return shifted.exp() * mask / z
 
 
 @torch.no_grad()
@@ -135,10 +127,9 @@ def mmt_correct(
     rows = torch.arange(labels.shape[0], device=labels.device)
     ok = dist[rows, mined.hard_negative] >= dist[rows, mined.hard_positive]
     valid = mined.has_positive & mined.has_negative
-    if criterion.anchors == "visible":
-        valid = valid & (modalities == 0)
-    elif criterion.anchors == "thermal":
-        valid = valid & (modalities == 1)
+    selected = anchor_mask(modalities, criterion.anchors)  # type: ignore[arg-type]
+    if selected is not None:
+        valid = valid & selected
     return (ok & valid).sum()
 
 

@@ -33,7 +33,8 @@ from mag_mmt._validation import (
     check_values,
 )
 from mag_mmt.adapters._layout import AGW_LAYOUT, block_size
-from mag_mmt.losses import MultiMaskingTripletLoss, concat_modalities
+from mag_mmt.functional.triplet import concat_modalities
+from mag_mmt.losses import MultiMaskingTripletLoss
 
 __all__ = ["tslfn_batch", "MMTCriterion"]
 

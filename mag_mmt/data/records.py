@@ -36,10 +36,7 @@ from typing import Callable, Collection, Iterable, Sequence
 import torch
 
 from ..errors import UserError
-
-VISIBLE = 0
-THERMAL = 1
-MODALITY_NAMES = {VISIBLE: "visible", THERMAL: "thermal"}
+from ..modalities import MODALITY_NAMES, THERMAL, VISIBLE  # re-exported for the readers
 
 #: evaluation protocols a dataset can follow (``ReIDData.protocol``):
 #: ``"sysu"`` SYSU-MM01 (thermal queries, all/indoor x single/multi-shot gallery trials),
