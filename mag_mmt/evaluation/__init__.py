@@ -1,8 +1,15 @@
 """Evaluation: ranking metrics (CMC, mAP, mINP) and the SYSU-MM01 / RegDB / NPU-ReID protocols.
 
-See :mod:`mag_mmt.evaluation.metrics` for the metric conventions (tie order, skipped
-queries, AGW compatibility), :mod:`mag_mmt.evaluation.protocols` for the protocols and
-:mod:`mag_mmt.evaluation.reranking` for k-reciprocal re-ranking.
+One file per idea:
+
+* ``metrics.py``: :func:`rank_metrics` and its conventions (tie order, skipped queries,
+  AGW compatibility).
+* ``features.py``: :func:`extract_features` (model -> ``(N, D)``) and :func:`distance_matrix`.
+* ``gallery.py``: :func:`sample_gallery`, the per-trial gallery draw (single-/multi-shot, AGW's).
+* ``protocols/``: :func:`evaluate_sysu`, :func:`evaluate_regdb`,
+  :func:`evaluate_cross_modality` (NPU-ReID, manifests), one file each.
+* ``reranking.py``: k-reciprocal re-ranking.
+* ``results.py``: :class:`ProtocolResult`, :func:`format_table`, :func:`aggregate_splits`.
 
 Example::
 
@@ -17,39 +24,41 @@ Example::
 
 from __future__ import annotations
 
+from mag_mmt.evaluation.features import distance_matrix, extract_features
+from mag_mmt.evaluation.gallery import GALLERY_SAMPLINGS, sample_gallery
 from mag_mmt.evaluation.metrics import PROTOCOLS, RankResult, rank_metrics
 from mag_mmt.evaluation.protocols import (
     DIRECTIONS,
-    GALLERY_SAMPLINGS,
     SYSU_SEARCH_CAMERAS,
-    ProtocolResult,
-    aggregate_splits,
-    distance_matrix,
     evaluate_cross_modality,
     evaluate_regdb,
     evaluate_sysu,
-    extract_features,
-    format_table,
-    sample_gallery,
 )
 from mag_mmt.evaluation.reranking import ReRanking, re_ranking
+from mag_mmt.evaluation.results import ProtocolResult, aggregate_splits, format_table
 
 __all__ = [
-    "PROTOCOLS",
-    "RankResult",
+    # metrics.py
     "rank_metrics",
-    "DIRECTIONS",
+    "RankResult",
+    "PROTOCOLS",
+    # features.py
+    "extract_features",
+    "distance_matrix",
+    # gallery.py
+    "sample_gallery",
     "GALLERY_SAMPLINGS",
+    # protocols/
+    "evaluate_sysu",
+    "evaluate_regdb",
+    "evaluate_cross_modality",
+    "DIRECTIONS",
+    "SYSU_SEARCH_CAMERAS",
+    # reranking.py
     "ReRanking",
     "re_ranking",
-    "SYSU_SEARCH_CAMERAS",
+    # results.py
     "ProtocolResult",
-    "aggregate_splits",
-    "distance_matrix",
-    "evaluate_cross_modality",
-    "evaluate_regdb",
-    "evaluate_sysu",
-    "extract_features",
     "format_table",
-    "sample_gallery",
+    "aggregate_splits",
 ]
