@@ -54,7 +54,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mag_mmt.distances import pairwise_distance  # noqa: E402
+from mag_mmt.functional.distances import pairwise_distance  # noqa: E402
 from mag_mmt.losses import BatchHardTripletLoss, MultiMaskingTripletLoss  # noqa: E402
 
 

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mag_mmt.augment import ModalityAugment, modality_exchange, sample_exchange_params  # noqa: E402
+from mag_mmt.augment import ModalityAugment  # noqa: E402
+from mag_mmt.functional import modality_exchange, sample_exchange_params  # noqa: E402
 from mag_mmt.losses import MultiMaskingTripletLoss  # noqa: E402
 from mag_mmt.models import build_model  # noqa: E402
 

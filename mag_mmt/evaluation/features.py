@@ -9,7 +9,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 
 from mag_mmt.data.records import VISIBLE, Sample
-from mag_mmt.distances import pairwise_distance
+from mag_mmt.functional.distances import pairwise_distance
 from mag_mmt.errors import UserError
 
 __all__ = ["extract_features", "distance_matrix"]
@@ -144,7 +144,7 @@ def distance_matrix(
 
     Returns:
         ``(Q, G)`` float32 (float64 for float64 features), no autograd graph. Uses
-        :func:`mag_mmt.distances.pairwise_distance`, so the conventions are the library's.
+        :func:`mag_mmt.functional.pairwise_distance`, so the conventions are the library's.
 
     Example:
         >>> import torch
