@@ -1,7 +1,7 @@
 """The training log a person reads: ``history.csv``, ``history.json``, TensorBoard events and
 ``curves.png`` in the run folder (``mag-mmt train --out``). docs/logging.md describes the files.
 
-:class:`RunLog` is what :func:`mag_mmt.engine.train` writes through (on rank 0 only):
+:class:`RunLog` is what :func:`mag_mmt.training.train` writes through (on rank 0 only):
 
 * a **step row** every ``every`` steps (and before each checkpoint and at the end of an epoch):
   the means over those steps of ``loss``, ``id_loss`` (cross-entropy), ``triplet_loss`` and, with
@@ -13,7 +13,7 @@
   :meth:`RunLog.reopen`).
 
 ``history.csv`` is appended to row by row (a killed run leaves every finished row);
-``history.json`` (``{"rows": [...], "history": [the engine's epoch records, with every field],
+``history.json`` (``{"rows": [...], "history": [the training loop's epoch records, with every field],
 "final": {...}}``) is rewritten
 at the end of each epoch and of the run. Resuming at step ``S`` keeps the rows up to ``S`` and
 drops the rest (written after the checkpoint the run resumes from), so the resumed run
@@ -90,7 +90,7 @@ class RunLog:
         self._last: tuple[int, int, float] = (0, 0, 0.0)  # step, epoch, lr of the last step added
         self._writer = None
         self._final: dict[str, Any] | None = None
-        self._history: list[dict[str, Any]] = []  # the engine's full epoch records (JSON "history")
+        self._history: list[dict[str, Any]] = []  # the training loop's full epoch records (JSON "history")
         if not enabled:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ class RunLog:
         self._add(row)
 
     def epoch(self, step: int, values: Mapping[str, Any]) -> None:
-        """Write an epoch row: ``values`` is the engine's epoch record (``epoch``, ``loss``,
+        """Write an epoch row: ``values`` is the training loop's epoch record (``epoch``, ``loss``,
         ``id_loss``, ``triplet_loss``, ``seconds``, ``images_per_s``, evaluation metrics)."""
         if not self.enabled:
             return
@@ -200,7 +200,7 @@ class RunLog:
             ({k: r[k] for k in _EVAL if k in r} for r in reversed(self.rows) if r["kind"] == "final"), None)
         if final is not None:
             payload["final"] = final
-        from .engine import write_json
+        from .training import write_json
 
         write_json(self.json_path, payload)
 
