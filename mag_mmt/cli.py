@@ -314,17 +314,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .runlog import read_history
-    from .visualize import plot_training_curves
+    from .runlog import plot_run
 
-    if not Path(args.run_dir).is_dir():
-        raise CLIError(f"RUN_DIR {args.run_dir!r} is not a folder")
-    rows = read_history(args.run_dir)  # UserError naming the folder, file or line
-    try:
-        path = plot_training_curves(rows, args.out or Path(args.run_dir) / "curves.png")
-    except ValueError as exc:  # nothing to draw
-        raise CLIError(f"{args.run_dir}: {exc}") from None
-    print(f"wrote {path} ({len(rows)} history rows)")
+    path, n_rows = plot_run(args.run_dir, args.out)
+    print(f"wrote {path} ({n_rows} history rows)")
     return 0
 
 

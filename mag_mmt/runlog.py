@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -269,4 +268,20 @@ def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             return rows
         raise UserError(f"{json_path}: not a mag-mmt history (no 'rows' or 'history' entry)")
     raise UserError(f"{folder} holds no history.csv or history.json: is it the --out folder of `mag-mmt train`?")
+
+
+def plot_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> tuple[Path, int]:
+    """What ``mag-mmt plot`` runs: draw a run folder's curves (:func:`read_history`) to ``out``
+    (default ``RUN_DIR/curves.png``). Returns the path and the number of rows; ``UserError``
+    names the folder when it is missing or holds nothing to draw."""
+    from .visualize import plot_training_curves
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"RUN_DIR {str(run_dir)!r} is not a folder")
+    rows = read_history(run_dir)  # UserError naming the folder, file or line
+    try:
+        path = plot_training_curves(rows, out or Path(run_dir) / "curves.png")
+    except ValueError as exc:  # nothing to draw
+        raise UserError(f"{run_dir}: {exc}") from None
+    return path, len(rows)
 

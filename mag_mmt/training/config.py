@@ -42,8 +42,6 @@ VAL_SPLITS = ("none", "auto", "dataset", "holdout")
 SELECT_METRICS = ("rank1", "mAP", "mINP")
 
 
-
-
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. Defaults: paper settings where the paper gives
@@ -245,7 +243,6 @@ def check_data_source(data: str, root: str | None) -> None:
         raise UserError(f"--root: dataset root {root!r} is not a folder")
 
 
-
 def share_point_value(share_point: str | int) -> str | int:
     """``"stem"`` -> 1 (the stem only is modality-specific, AGW's split), ``"2"`` -> 2; others as given.
 
@@ -256,7 +253,6 @@ def share_point_value(share_point: str | int) -> str | int:
     if text == "stem":
         return 1
     return int(text) if text.isdigit() else share_point
-
 
 
 def config_differences(saved: TrainConfig, now: TrainConfig) -> list[str]:
@@ -272,5 +268,3 @@ def config_differences(saved: TrainConfig, now: TrainConfig) -> list[str]:
         if x != y:
             out.append(f"{name}: {a.get(name)!r} -> {b.get(name)!r}")
     return out
-
-

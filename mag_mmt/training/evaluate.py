@@ -93,7 +93,7 @@ def evaluate_validation(model: nn.Module, data: ReIDData, query: Sequence[Sample
     return {"val_rank1": float(res.cmc[0]), "val_mAP": float(res.mAP), "val_mINP": float(res.mINP)}
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- test protocols
 
 
 def features(model: nn.Module, samples: Sequence[Sample], data: ReIDData, size: tuple[int, int],

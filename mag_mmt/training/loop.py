@@ -79,7 +79,6 @@ class TrainResult:
     selection: dict[str, Any] | None = None  # {"metric", "value", "epoch"} of best.pt
 
 
-
 def lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
     """Warm-up over ``warmup_epochs`` (linear per step from 0.1 lr, or AGW's per-epoch staircase
     ``lr * (epoch + 1) / warmup_epochs``), then x0.1 at every milestone passed."""
@@ -299,7 +298,7 @@ def _format_row(row: dict[str, float]) -> str:
     return " | ".join(parts)
 
 
-# --------------------------------------------------------------------------- evaluation
+# --------------------------------------------------------------------------- mag-mmt train
 
 
 def train_and_evaluate(cfg: TrainConfig, resume_hint: Callable[[int], str] | None = None,

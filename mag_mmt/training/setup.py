@@ -83,7 +83,6 @@ def image_size(cfg: TrainConfig, data: ReIDData) -> tuple[int, int]:
     return (288, 144)
 
 
-
 def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model ``cfg`` names (``model``, ``share_point``, ``model_kwargs``, ``test_feature``,
     ``non_local``, ``pretrained``) with ``num_classes`` identity classes."""
