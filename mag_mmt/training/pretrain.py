@@ -7,16 +7,15 @@ normalisation are the training loop's (:mod:`mag_mmt.training.setup`); the check
 resumable run state (:mod:`mag_mmt.training.checkpoints`) whose ``"model"`` is the backbone
 that ``mag-mmt train --init`` loads. :func:`run_pretraining` is ``mag-mmt pretrain``.
 
-Example::
-
-    from mag_mmt.data.synthetic import make_synthetic
-    from mag_mmt.models import build_model
-    from mag_mmt.training import pretrain
-
-    data = make_synthetic("tiny")
-    result = pretrain(build_model("small-cnn", 4), data, epochs=1, batch_size=8, image_size=(64, 32),
-                      grid=(2, 2), num_permutations=6)
-    print(result.history[-1]["loss"])
+>>> import torch
+>>> from mag_mmt.data.records import ReIDData, Sample
+>>> from mag_mmt.models import build_model
+>>> train = [Sample(f"img{i}{m}", i, 1 + 2 * m, m) for i in range(4) for m in (0, 1)]  # visible 0, thermal 1
+>>> data = ReIDData("toy", train, [], [], loader=lambda s: torch.rand(3, 32, 16))
+>>> result = pretrain(build_model("small-cnn", 4), data, epochs=1, batch_size=4, image_size=(32, 16),
+...                   device="cpu", grid=(2, 2), num_permutations=6)
+>>> sorted(result.history[0])[:3], result.meta["num_permutations"]
+(['cycle_fraction', 'epoch', 'global_loss'], 6)
 """
 
 from __future__ import annotations
