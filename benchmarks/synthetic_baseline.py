@@ -23,7 +23,7 @@ import torch
 
 from mag_mmt.data.records import THERMAL, VISIBLE, ReIDData
 from mag_mmt.data.synthetic import make_synthetic
-from mag_mmt.engine import TrainConfig, evaluate_model, image_size, train
+from mag_mmt.training import TrainConfig, evaluate_model, image_size, train
 from mag_mmt.evaluation import evaluate_sysu
 
 ARMS = {"B": "none", "bh": "batch-hard"}

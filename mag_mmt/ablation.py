@@ -1,7 +1,7 @@
 """``mag-mmt ablation``: train a list of arms under identical conditions, over seeds, and
 compare them with paired statistics.
 
-Every arm is the same :class:`~mag_mmt.engine.TrainConfig` (data, model, seeds, batches,
+Every arm is the same :class:`~mag_mmt.training.TrainConfig` (data, model, seeds, batches,
 budget: the *base*) with a few fields changed. The default arms are the paper's Table 2 and
 the baselines users run:
 
@@ -51,7 +51,7 @@ synthetic data, RegDB's for RegDB, the cross-modality protocol for manifests). W
 Example (seconds on a CPU)::
 
     from mag_mmt.ablation import run_ablation
-    from mag_mmt.engine import TrainConfig
+    from mag_mmt.training import TrainConfig
     base = TrainConfig(data="synthetic", synthetic_kwargs={"num_identities": 12}, epochs=1,
                        steps_per_epoch=2, num_identities=2, num_instances=2, eval_trials=2)
     payload = run_ablation(base, {"B": {"loss": "none"}, "+MMT": {"loss": "mmt"}}, seeds=[0, 1],
@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import engine
+from . import training
 from .errors import UserError
 from .stats import paired_t_test, t_interval
 
@@ -93,7 +93,7 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
 MEMORY_BATCHES = 4
 
 
-def _memory_of_batches(base: engine.TrainConfig, world_size: int) -> int:
+def _memory_of_batches(base: training.TrainConfig, world_size: int) -> int:
     return MEMORY_BATCHES * (base.visible_views + 1) * base.num_identities * base.num_instances * world_size
 
 
@@ -170,11 +170,11 @@ def select_arms(names: Sequence[str] | str | None) -> dict[str, dict[str, Any]]:
     return {n: dict(known[n]) for n in names}
 
 
-def resolve_arms(base: engine.TrainConfig, arms: dict[str, dict[str, Any]],
+def resolve_arms(base: training.TrainConfig, arms: dict[str, dict[str, Any]],
                  world_size: int = 1) -> dict[str, dict[str, Any]]:
     """``arms`` with every callable field value replaced by ``value(base, world_size)``.
 
-    >>> resolve_arms(engine.TrainConfig(num_identities=2, num_instances=2), select_arms("+MMT+mem"))
+    >>> resolve_arms(training.TrainConfig(num_identities=2, num_instances=2), select_arms("+MMT+mem"))
     {'+MMT+mem': {'loss': 'mmt', 'mag': False, 'memory_size': 32}}
     """
     return {name: {k: v(base, world_size) if callable(v) else v for k, v in fields.items()}
@@ -189,7 +189,7 @@ def _slug(name: str) -> str:
 def _check_arms(arms: dict[str, dict[str, Any]]) -> None:
     if not arms:
         raise UserError("an ablation needs at least one arm")
-    known = {f.name for f in dataclasses.fields(engine.TrainConfig)}
+    known = {f.name for f in dataclasses.fields(training.TrainConfig)}
     slugs: dict[str, str] = {}
     for name, fields in arms.items():
         if not isinstance(fields, dict):
@@ -214,7 +214,7 @@ class Run:
     arm: str
     seed: int
     trial: int | None
-    config: engine.TrainConfig
+    config: training.TrainConfig
     folder: Path
 
     @property
@@ -222,12 +222,12 @@ class Run:
         return f"{self.arm} seed {self.seed}" + ("" if self.trial is None else f" trial {self.trial}")
 
 
-def plan_runs(base: engine.TrainConfig, arms: dict[str, dict[str, Any]], seeds: Sequence[int], out: str | Path,
+def plan_runs(base: training.TrainConfig, arms: dict[str, dict[str, Any]], seeds: Sequence[int], out: str | Path,
               regdb_trials: Sequence[int] | None = None) -> list[Run]:
     """The resolved runs, seed-major (every arm of seed 0, then of seed 1, ...): each config is
     ``base`` with the arm's fields, the seed, the split and its own folder; nothing else differs.
 
-    >>> runs = plan_runs(engine.TrainConfig(), {"B": {"loss": "none"}, "+MMT": {"loss": "mmt"}}, [0, 1], "x")
+    >>> runs = plan_runs(training.TrainConfig(), {"B": {"loss": "none"}, "+MMT": {"loss": "mmt"}}, [0, 1], "x")
     >>> [(r.arm, r.seed, r.config.loss) for r in runs]
     [('B', 0, 'none'), ('+MMT', 0, 'mmt'), ('B', 1, 'none'), ('+MMT', 1, 'mmt')]
     """
@@ -247,7 +247,7 @@ def plan_runs(base: engine.TrainConfig, arms: dict[str, dict[str, Any]], seeds: 
     return runs
 
 
-def _identity(cfg: engine.TrainConfig) -> dict[str, Any]:
+def _identity(cfg: training.TrainConfig) -> dict[str, Any]:
     """What a run is (its config without the run-control fields), JSON-normalised."""
     values = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_CONTROL}
     return json.loads(json.dumps(values))
@@ -279,17 +279,17 @@ def _check_folder(run: Run) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- running
 
 
-def _metrics(model: Any, data: Any, cfg: engine.TrainConfig) -> dict[str, Any]:
+def _metrics(model: Any, data: Any, cfg: training.TrainConfig) -> dict[str, Any]:
     """The dataset's own protocol (``data.protocol``), main setting; rank-k from the CMC."""
     device = next(model.parameters()).device
-    out = engine.evaluate_model(model, data, engine.image_size(cfg, data), trials=cfg.eval_trials, device=device)
+    out = training.evaluate_model(model, data, training.image_size(cfg, data), trials=cfg.eval_trials, device=device)
     cmc = out["cmc"]
     out.update({f"rank{k}": cmc[min(k, len(cmc)) - 1] for k in (1, 5, 10, 20)})
     out["protocol"] = data.protocol
     return out
 
 
-def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | None, seeds: Sequence[int],
+def run_ablation(base: training.TrainConfig, arms: dict[str, dict[str, Any]] | None, seeds: Sequence[int],
                  out: str | Path, regdb_trials: Sequence[int] | None = None, progress: bool = True,
                  log: Callable[[str], None] | None = print) -> dict[str, Any] | None:
     """Train every arm for every seed (and RegDB split), evaluate, compare; see the module
@@ -315,7 +315,7 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
         raise UserError(str(exc)) from None
     arms = select_arms(None) if arms is None else {k: dict(v) for k, v in arms.items()}
     _check_arms(arms)
-    arms = resolve_arms(base, arms, engine.dist_setup()[1])
+    arms = resolve_arms(base, arms, training.dist_setup()[1])
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UserError(f"seeds must be distinct non-negative integers, got {seeds}")
@@ -332,7 +332,7 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
         except ValueError as exc:
             raise UserError(f"arm {name!r}: {exc}") from None
 
-    rank = engine.dist_setup()[0]
+    rank = training.dist_setup()[0]
     say: Callable[[str], None] = (log or (lambda _m: None)) if rank == 0 else (lambda _m: None)
     out = Path(out)
     runs = plan_runs(base, arms, seeds, out, regdb_trials)
@@ -352,15 +352,15 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
         key = (run.seed if cfg.data == "synthetic" else None, run.trial)
         if key != data_key:
             data_key, data = key, None
-            data = engine.load_data(cfg)
+            data = training.load_data(cfg)
         if rank == 0:
             run.folder.mkdir(parents=True, exist_ok=True)
-            engine.write_json(run.folder / "config.json", _identity(run.config))
+            training.write_json(run.folder / "config.json", _identity(run.config))
         resumed = (run.folder / "last.pt").exists()
         say(f"{tag}: training (loss={cfg.loss}, MAG={'on' if cfg.mag else 'off'}"
             + (", resuming from its checkpoint" if resumed else "") + ")")
         t0 = time.perf_counter()
-        result = engine.train(cfg, data=data, log=None)
+        result = training.train(cfg, data=data, log=None)
         if result.stopped_early:
             stopped.append(run.label)
             say(f"{tag}: stopped at max_steps={cfg.max_steps} (checkpointed); run again to continue")
@@ -374,7 +374,7 @@ def run_ablation(base: engine.TrainConfig, arms: dict[str, dict[str, Any]] | Non
             "train_seconds": sum(float(r.get("seconds", 0.0)) for r in result.history),
             "resumed": resumed, "config": _identity(run.config),
         }
-        engine.write_json(run.folder / "result.json", record)
+        training.write_json(run.folder / "result.json", record)
         finished[id(run)] = record
         say(f"{tag}: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
             f"mINP {100 * metrics['mINP']:.2f}%  ({record['seconds']:.0f} s)")
@@ -430,7 +430,7 @@ def _mean_cmc(curves: Sequence[Sequence[float]]) -> list[float]:
     return [sum(c[k] for c in curves) / len(curves) for k in range(n)]
 
 
-def aggregate(base: engine.TrainConfig, arms: dict[str, dict[str, Any]], seeds: Sequence[int],
+def aggregate(base: training.TrainConfig, arms: dict[str, dict[str, Any]], seeds: Sequence[int],
               regdb_trials: Sequence[int] | None, runs: Sequence[Run], finished: dict[int, Any]) -> dict[str, Any]:
     """The ``results.json`` payload from the finished runs' records."""
     protocol = _PROTOCOL.get(base.data, "sysu")
@@ -579,7 +579,7 @@ def write_outputs(out: Path, payload: dict[str, Any]) -> None:
     """``results.json``, ``results.md`` and the PNGs (arms with at least one finished seed)."""
     from .visualize import save_cmc_plot, save_table_image, save_training_curves
 
-    engine.write_json(out / "results.json", payload)
+    training.write_json(out / "results.json", payload)
     (out / "results.md").write_text(format_markdown(payload))
     done = {a: info for a, info in payload["arms"].items() if info["seeds"]}
     if not done:
@@ -618,7 +618,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(out="runs/ablation")
 
 
-def run_from_args(args: argparse.Namespace, base: engine.TrainConfig) -> dict[str, Any] | None:
+def run_from_args(args: argparse.Namespace, base: training.TrainConfig) -> dict[str, Any] | None:
     """What ``mag-mmt ablation`` runs, from parsed arguments and the base configuration."""
     if args.trials < 1:
         raise UserError("--trials must be >= 1")

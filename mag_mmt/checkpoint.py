@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .device import device_available
 from .errors import UserError
 
 FORMAT = "mag-mmt/2"
@@ -295,7 +296,7 @@ def _check_device(path: Path, map_location: Any) -> torch.device | None:
         device = torch.device(map_location)
     except (TypeError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load {str(path)!r}: map_location {map_location!r} is not a device") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if not device_available(device):
         raise CheckpointError(
             f"device mismatch loading {str(path)!r}: asked for {str(device)!r}, but CUDA is not available on this "
             "machine; load with map_location='cpu' (--device cpu): files written on a GPU load on a CPU"

@@ -2,7 +2,8 @@
 ``convert-checkpoint``.
 
 This module only parses arguments and checks them (before any work starts); the work is
-done by :mod:`mag_mmt.engine`, :mod:`mag_mmt.demo` and :mod:`mag_mmt.pretrain`.
+done by one function per command: :mod:`mag_mmt.training` (train, eval, pretrain), :mod:`mag_mmt.demo`,
+:mod:`mag_mmt.ablation`, :mod:`mag_mmt.visualize` and :mod:`mag_mmt.checkpoint`.
 
 Examples::
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .data.synthetic import SYNTHETIC_PRESETS
-from .engine import DATASETS, LOSSES, PROTOCOLS, TrainConfig
+from .training.config import DATASETS, LOSSES, PROTOCOLS, TrainConfig
 from .errors import UserError
 
 
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/pretrain")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/pretrain.pt (same settings)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
     p = sub.add_parser("ablation", help="train arms (B, +MAG, +MMT, ...) over seeds; table with paired tests")
@@ -285,13 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_data_args(args: argparse.Namespace) -> None:
-    from .engine import check_data_source
+    from .training import check_data_source
 
     check_data_source(args.data, args.root)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import engine
+    from . import training
 
     cfg = train_config(args)
     cfg.validate()
@@ -307,45 +309,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.recipe and cfg.model != "small-cnn" and not cfg.pretrained and not cfg.init:
         print(f"mag-mmt: warning: --recipe {cfg.recipe} starts from ImageNet weights in its source; "
               "pass --pretrained FILE (a local torchvision file) to match it", file=sys.stderr)
-    result = engine.train(cfg)
-    size = engine.image_size(cfg, result.data)
-    rank, world, _ = engine.dist_setup()
-    if result.stopped_early and rank == 0:
-        print(f"stopped after {cfg.max_steps} steps (--max-steps); checkpoint: {result.checkpoint}\n"
-              f"resume with: {resume_command(getattr(args, 'argv', None), world)}")
-    if not result.stopped_early and rank == 0:
-        metrics = engine.evaluate_model(result.model, result.data, size, trials=cfg.eval_trials)
-        print(f"final: rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
-              f"mINP {100 * metrics['mINP']:.2f}%  ({metrics['setting']})")
-        from .runlog import RunLog
-
-        runlog = RunLog.reopen(cfg.out)  # the final row joins history.csv/.json, TensorBoard and curves.png
-        runlog.final(metrics)
-        runlog.close()
-        if result.best_checkpoint is not None:  # the checkpoint chosen on validation, tested once, at the end
-            best, _, _ = engine.model_from_checkpoint(str(result.best_checkpoint), next(result.model.parameters()).device)
-            chosen = engine.evaluate_model(best, result.data, size, trials=cfg.eval_trials)
-            sel = result.selection or {}
-            print(f"selected (epoch {sel.get('epoch')}, {sel.get('metric')} {100 * sel.get('value', 0):.2f}%): "
-                  f"rank-1 {100 * chosen['rank1']:.2f}%  mAP {100 * chosen['mAP']:.2f}%  mINP {100 * chosen['mINP']:.2f}%")
-            report = json.loads((Path(cfg.out) / "history.json").read_text())
-            report["selected"] = {**sel, "test": chosen, "checkpoint": str(result.best_checkpoint)}
-            engine.write_json(Path(cfg.out) / "history.json", report)
+    training.train_and_evaluate(cfg, resume_hint=lambda world: resume_command(getattr(args, "argv", None), world))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .runlog import read_history
-    from .visualize import plot_training_curves
+    from .runlog import plot_run
 
-    if not Path(args.run_dir).is_dir():
-        raise CLIError(f"RUN_DIR {args.run_dir!r} is not a folder")
-    rows = read_history(args.run_dir)  # UserError naming the folder, file or line
-    try:
-        path = plot_training_curves(rows, args.out or Path(args.run_dir) / "curves.png")
-    except ValueError as exc:  # nothing to draw
-        raise CLIError(f"{args.run_dir}: {exc}") from None
-    print(f"wrote {path} ({len(rows)} history rows)")
+    path, n_rows = plot_run(args.run_dir, args.out)
+    print(f"wrote {path} ({n_rows} history rows)")
     return 0
 
 
@@ -390,8 +362,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import engine
-    from .evaluation import format_table
+    from .training import evaluate_checkpoint
 
     if args.data is not None:
         _check_data_args(args)
@@ -410,29 +381,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             rerank = ReRanking(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
         except ValueError as exc:
             raise CLIError(str(exc).replace("re-ranking ", "--rerank-").replace("lambda_value", "lambda")) from None
-    device = engine.resolve_device(args.device)
-    model, cfg, _ = engine.model_from_checkpoint(args.checkpoint, device)
-    # what is not given on the command line comes from the checkpoint's training run
-    if args.data is not None:
-        cfg.data, cfg.root = args.data, args.root
-    if args.seed is not None:
-        cfg.seed = args.seed
-    if args.synthetic_preset is not None:
-        cfg.synthetic_preset, cfg.synthetic_kwargs = args.synthetic_preset, {}
-    if args.regdb_trial is not None:
-        cfg.regdb_trial = args.regdb_trial
-    try:
-        engine.check_data_source(cfg.data, cfg.root)
-    except UserError as exc:
-        raise CLIError(f"{exc} (dataset of the checkpoint; pass --data/--root)") from None
-    data = engine.load_data(cfg)
-    size = tuple(args.img_size) if args.img_size else engine.image_size(cfg, data)
-    results = engine.run_protocol(model, data, size, protocol=args.protocol, trials=args.trials,
-                                  device=device, flip=args.flip, full=args.full, distance=args.distance,
-                                  gallery_sampling=args.gallery_sampling, rerank=rerank)
-    print(format_table(list(results.values())))
-    if args.json:
-        engine.write_json(args.json, {name: r.summary() for name, r in results.items()})
+    evaluate_checkpoint(args.checkpoint, device=args.device, data=args.data, root=args.root, seed=args.seed,
+                        synthetic_preset=args.synthetic_preset, regdb_trial=args.regdb_trial, img_size=args.img_size,
+                        protocol=args.protocol, trials=args.trials, flip=args.flip, full=args.full,
+                        distance=args.distance, gallery_sampling=args.gallery_sampling, rerank=rerank,
+                        json_path=args.json)
     return 0
 
 
@@ -447,8 +400,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from . import engine
-    from .pretrain import run_pretraining
+    from .training import run_pretraining
 
     _check_data_args(args)
     if args.epochs < 1 or args.batch_size < 2:
@@ -460,10 +412,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                        f"for a {args.grid[0]}x{args.grid[1]} grid")
     cfg = TrainConfig(data=args.data, root=args.root, synthetic_preset=args.synthetic_preset or "demo",
                       regdb_trial=args.regdb_trial, img_size=args.img_size, model=args.model,
-                      share_point=args.share_point, seed=args.seed, device=args.device, out=args.out)
-    engine.seed_everything(args.seed)
-    data = engine.load_data(cfg)
-    path = run_pretraining(cfg, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      share_point=args.share_point, seed=args.seed, device=args.device, out=args.out,
+                      num_workers=args.workers, resume=args.resume)
+    path = run_pretraining(cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            optimizer=args.optimizer, grid=tuple(args.grid),
                            num_permutations=args.num_permutations, local_weight=args.local_weight,
                            temperature=args.temperature, steps_per_epoch=args.steps_per_epoch,

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .engine import TrainConfig, evaluate_model, image_size, train, write_json
+from .training import TrainConfig, evaluate_model, image_size, train, write_json
 
 ARMS: dict[str, dict[str, Any]] = {
     "baseline": {"loss": "batch-hard", "mag": False},

@@ -18,9 +18,9 @@ The backbone is pre-trained from scratch on the unlabelled RGB-IR images of the 
   those pairs together against the other patches.
 
 Total loss: ``global_weight * CE + local_weight * InfoNCE`` (:class:`MMGLPretrainer`).
-:func:`pretrain` runs the loop on a :class:`~mag_mmt.data.records.ReIDData` and
 :func:`save_pretrained` / :func:`load_pretrained` write and read the backbone checkpoint that
-``mag-mmt train --init CKPT`` starts from.
+``mag-mmt train --init CKPT`` starts from; the loop that trains it is
+:func:`mag_mmt.training.pretrain`.
 
 Backbone interface (see :func:`feature_maps`): the model exposes
 ``forward_feature_map(x1, x2, modal=0) -> (B1 + B2, C, h, w)``, the spatial map before global
@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -53,12 +51,10 @@ __all__ = [
     "feature_maps",
     "MMGLOutput",
     "MMGLPretrainer",
-    "PretrainResult",
     "pretrain_step",
-    "pretrain",
+    "pretrained_state",
     "save_pretrained",
     "load_pretrained",
-    "run_pretraining",
     "PRETRAIN_KIND",
 ]
 
@@ -338,7 +334,7 @@ class MMGLPretrainer(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# training loop
+# one optimisation step
 # --------------------------------------------------------------------------------------
 
 
@@ -359,208 +355,51 @@ def pretrain_step(
     return MMGLOutput(*(t.detach() for t in out))
 
 
-@dataclass
-class PretrainResult:
-    """What :func:`pretrain` returns: per-epoch ``history`` (dicts of floats) and the
-    ``pretrainer`` (backbone at ``pretrainer.model``)."""
-
-    history: list[dict[str, float]]
-    pretrainer: MMGLPretrainer
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class _ImageCache:
-    """Train images of one modality as float ``(3, H, W)`` in [0, 1], read through
-    :class:`~mag_mmt.data.images.ImageDataset` and optionally kept in memory as ``uint8``."""
-
-    def __init__(self, data: Any, samples: list, size: tuple[int, int], cache: bool) -> None:
-        from .data.images import ImageDataset
-
-        self.dataset = ImageDataset(samples, loader=data.loader, size=size)
-        self.cache: dict[int, torch.Tensor] | None = {} if cache else None
-
-    def batch(self, indices: Sequence[int]) -> torch.Tensor:
-        imgs = []
-        for i in indices:  # image decoding: inherently per file, off the loss hot path
-            if self.cache is None:
-                imgs.append(self.dataset[i][0])
-                continue
-            if i not in self.cache:
-                self.cache[i] = (self.dataset[i][0] * 255).round().to(torch.uint8)
-            imgs.append(self.cache[i].float() / 255)
-        return torch.stack(imgs)
-
-
-def pretrain(
-    model: nn.Module,
-    data: Any,
-    epochs: int,
-    *,
-    batch_size: int = 32,
-    image_size: tuple[int, int] = (288, 144),
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    optimizer: Literal["sgd", "adamw"] = "sgd",
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    pairing: Literal["random", "identity"] = "random",
-    normalize: bool = True,
-    flip: bool = True,
-    steps_per_epoch: int | None = None,
-    cache_images: bool | None = None,
-    callback: Callable[[dict[str, float]], None] | None = None,
-    progress: bool = False,
-    **pretrainer_kwargs: Any,
-) -> PretrainResult:
-    """MMGL pre-training of ``model`` on the train split of ``data``; returns the history.
-
-    Each epoch pairs the visible and thermal train images (``pairing="random"``: a random
-    RGB-IR pairing, no labels used -- the self-supervised setting; ``"identity"``: each
-    visible image with a random thermal image of its identity), covering
-    ``max(#visible, #thermal)`` pairs (the smaller modality is cycled), in batches of
-    ``batch_size`` (last partial batch dropped), or ``steps_per_epoch`` batches if given.
-    Images are resized to ``image_size`` (float in [0, 1]), with ``flip`` flipped
-    horizontally with probability 1/2 *independently per image* (so RGB and IR patches
-    cannot be matched by their position alone), and, with ``normalize``, standardised with
-    the ImageNet mean/std (as :func:`mag_mmt.engine.normalize_images`, so fine-tuning sees the
-    same input statistics). The learning rate follows a cosine schedule per step.
-
-    Args:
-        model: backbone (see :func:`feature_maps`); trained in place.
-        data: a :class:`~mag_mmt.data.records.ReIDData` (``data.train`` is used).
-        epochs: number of epochs (>= 1).
-        optimizer: ``"sgd"`` (momentum, weight decay) or ``"adamw"``.
-        cache_images: keep decoded images in memory (uint8); default when the train split
-            has at most 20000 images.
-        callback: called with each epoch's history entry.
-        progress: show a tqdm bar over the steps of each epoch.
-        **pretrainer_kwargs: passed to :class:`MMGLPretrainer` (grid, num_permutations, ...).
-
-    Returns:
-        :class:`PretrainResult`; ``history[e]`` has ``epoch``, ``loss``, ``global_loss``,
-        ``local_loss``, ``perm_accuracy``, ``cycle_fraction``, ``lr``, ``seconds``.
-    """
-    from .data.records import THERMAL, VISIBLE
-    from .engine import normalize_images, random_flip
-
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if pairing not in ("random", "identity"):
-        raise ValueError(f"pairing must be 'random' or 'identity', got {pairing!r}")
-    if optimizer not in ("sgd", "adamw"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-    vis = [s for s in data.train if s.modality == VISIBLE]
-    th = [s for s in data.train if s.modality == THERMAL]
-    if not vis or not th:
-        raise ValueError(
-            f"{getattr(data, 'name', 'data')}: pre-training needs visible and thermal train images, "
-            f"got {len(vis)} visible and {len(th)} thermal"
-        )
-    n_pairs = max(len(vis), len(th))
-    if batch_size > n_pairs:
-        raise ValueError(f"batch_size={batch_size} exceeds the {n_pairs} pairs of the train split")
-    if steps_per_epoch is None:
-        steps_per_epoch = n_pairs // batch_size
-    elif steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
-    device = torch.device(device) if device is not None else (
-        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    )
-    torch.manual_seed(seed)
-    model.to(device)
-    pretrainer_kwargs.setdefault("probe_size", tuple(image_size))
-    pretrainer_kwargs.setdefault("seed", seed)
-    pre = MMGLPretrainer(model, **pretrainer_kwargs).to(device)
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            pre.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
-        )
-    else:
-        opt = torch.optim.AdamW(pre.parameters(), lr=lr, weight_decay=weight_decay)
-    total_steps = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )
-    if cache_images is None:
-        cache_images = len(data.train) <= 20000
-    size = (int(image_size[0]), int(image_size[1]))
-    vis_imgs = _ImageCache(data, vis, size, cache_images)
-    th_imgs = _ImageCache(data, th, size, cache_images)
-    th_by_id: dict[int, list[int]] = {}
-    for j, s in enumerate(th):
-        th_by_id.setdefault(s.identity, []).append(j)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    history: list[dict[str, float]] = []
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        if pairing == "random":
-            vi = np.resize(rng.permutation(len(vis)), n_pairs)
-            ti = np.resize(rng.permutation(len(th)), n_pairs)
-            order = rng.permutation(n_pairs)
-            vi, ti = vi[order], ti[order]
-        else:
-            vi = np.resize(rng.permutation(len(vis)), n_pairs)
-            ti = np.array([
-                rng.choice(th_by_id[vis[i].identity]) if vis[i].identity in th_by_id
-                else rng.integers(len(th))
-                for i in vi
-            ])
-        sums = torch.zeros(5, device=device)
-        steps: Any = range(steps_per_epoch)
-        if progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc=f"mmgl epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
-        for step in steps:
-            lo = (step * batch_size) % max(1, n_pairs - batch_size + 1)
-            rgb = vis_imgs.batch(vi[lo : lo + batch_size].tolist()).to(device, non_blocking=True)
-            ir = th_imgs.batch(ti[lo : lo + batch_size].tolist()).to(device, non_blocking=True)
-            if flip:
-                rgb, ir = random_flip(rgb, gen), random_flip(ir, gen)
-            if normalize:
-                rgb, ir = normalize_images(rgb), normalize_images(ir)
-            out = pretrain_step(pre, opt, rgb, ir, generator=gen)
-            sums += torch.stack(list(out))
-            sched.step()
-        vals = (sums / steps_per_epoch).tolist()  # one host sync per epoch
-        entry = {
-            "epoch": float(epoch),
-            "loss": vals[0],
-            "global_loss": vals[1],
-            "local_loss": vals[2],
-            "perm_accuracy": vals[3],
-            "cycle_fraction": vals[4],
-            "lr": float(opt.param_groups[0]["lr"]),
-            "seconds": time.perf_counter() - start,
-        }
-        history.append(entry)
-        if callback is not None:
-            callback(entry)
-    meta = {
-        "method": "mmgl",
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "image_size": list(size),
-        "optimizer": optimizer,
-        "lr": lr,
-        "seed": seed,
-        "pairing": pairing,
-        "normalize": normalize,
-        "flip": flip,
-        "dataset": getattr(data, "name", None),
-        **pre.config(),
-    }
-    return PretrainResult(history=history, pretrainer=pre, meta=meta)
-
-
 # --------------------------------------------------------------------------------------
 # checkpoint
 # --------------------------------------------------------------------------------------
+
+
+def pretrained_state(
+    model: nn.Module | MMGLPretrainer,
+    *,
+    meta: dict[str, Any] | None = None,
+    history: list[dict[str, float]] | None = None,
+    model_name: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The pre-training checkpoint of ``model`` as plain data (what :func:`save_pretrained` writes)::
+
+        {"kind": "pretrain",
+         "model": backbone.state_dict(),          # what --init loads
+         "heads": {"perm_head": ..., "patch_proj": ...} or None,
+         "perm_set": (K, gh*gw) int64 or None,
+         "meta": {"method": "mmgl", "model_name": ..., grid, num_permutations, ...},
+         "history": [per-epoch dicts],
+         "config": the run's configuration or None}
+
+    Given an :class:`MMGLPretrainer`, its backbone goes to ``"model"`` and its heads and
+    permutation set are stored alongside.
+    """
+    if isinstance(model, MMGLPretrainer):
+        backbone, heads, perms = model.model, model.heads().state_dict(), model.perm_set.cpu()
+        meta = {**model.config(), **(meta or {})}
+    else:
+        backbone, heads, perms = model, None, None
+        meta = dict(meta or {})
+    meta.setdefault("method", "mmgl")
+    if model_name is not None:
+        meta["model_name"] = model_name
+    meta.setdefault("model_class", type(backbone).__name__)
+    return {
+        "kind": PRETRAIN_KIND,
+        "model": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
+        "heads": heads,
+        "perm_set": perms,
+        "meta": meta,
+        "history": list(history or []),
+        "config": config,
+    }
 
 
 def save_pretrained(
@@ -572,42 +411,11 @@ def save_pretrained(
     model_name: str | None = None,
     config: dict[str, Any] | None = None,
 ) -> Any:
-    """Write the backbone weights as a pre-training checkpoint (atomically).
-
-    Layout (a :mod:`mag_mmt.checkpoint` file)::
-
-        {"format": "mag-mmt/2", "kind": "pretrain",
-         "model": backbone.state_dict(),          # what --init loads
-         "heads": {"perm_head": ..., "patch_proj": ...} or None,
-         "perm_set": (K, gh*gw) int64 or None,
-         "meta": {"method": "mmgl", "model_name": ..., grid, num_permutations, ...},
-         "history": [per-epoch dicts],
-         "config": TrainConfig.to_dict() of the run or None}
-
-    Given an :class:`MMGLPretrainer`, its backbone goes to ``"model"`` and its heads and
-    permutation set are stored alongside. Returns the path.
-    """
+    """Write :func:`pretrained_state` of ``model`` as a :mod:`mag_mmt.checkpoint` file
+    (``"format": "mag-mmt/2"``, atomically). Returns the path."""
     from .checkpoint import save_checkpoint
 
-    if isinstance(model, MMGLPretrainer):
-        backbone, heads, perms = model.model, model.heads().state_dict(), model.perm_set.cpu()
-        meta = {**model.config(), **(meta or {})}
-    else:
-        backbone, heads, perms = model, None, None
-        meta = dict(meta or {})
-    meta.setdefault("method", "mmgl")
-    if model_name is not None:
-        meta["model_name"] = model_name
-    meta.setdefault("model_class", type(backbone).__name__)
-    state = {
-        "kind": PRETRAIN_KIND,
-        "model": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
-        "heads": heads,
-        "perm_set": perms,
-        "meta": meta,
-        "history": list(history or []),
-        "config": config,
-    }
+    state = pretrained_state(model, meta=meta, history=history, model_name=model_name, config=config)
     return save_checkpoint(state, path)
 
 
@@ -656,61 +464,3 @@ def load_pretrained(
         )
     model.load_state_dict(take, strict=False)
     return report
-
-
-def run_pretraining(
-    cfg: Any,
-    data: Any,
-    *,
-    epochs: int,
-    batch_size: int = 32,
-    lr: float = 0.01,
-    progress: bool = True,
-    filename: str = "pretrain.pt",
-    log: Callable[[str], None] | None = print,
-    **kwargs: Any,
-) -> Any:
-    """What ``mag-mmt pretrain`` runs: build the model of ``cfg``, pre-train, write ``OUT/pretrain.pt``.
-
-    ``cfg`` is a :class:`mag_mmt.engine.TrainConfig` (``model``, ``share_point``,
-    ``pretrained``, ``img_size``, ``seed``, ``device``, ``out`` are used); the model is built
-    exactly as ``mag-mmt train`` builds it (:func:`mag_mmt.engine.build_model_for`, input size
-    :func:`mag_mmt.engine.image_size`), so ``mag-mmt train --init OUT/pretrain.pt`` with the
-    same ``--model``/``--share-point`` finds every backbone tensor. Also writes
-    ``OUT/pretrain_history.json``. ``kwargs`` go to :func:`pretrain`. Returns the checkpoint path.
-    """
-    from pathlib import Path
-
-    from . import engine
-
-    device = engine.resolve_device(cfg.device)
-    num_classes = max(1, data.num_train_identities)
-    model = engine.build_model_for(cfg, num_classes)
-    size = engine.image_size(cfg, data)
-
-    def report(entry: dict[str, float]) -> None:
-        if log is not None:
-            log(
-                f"mmgl epoch {int(entry['epoch'])}/{epochs}: loss {entry['loss']:.4f} "
-                f"(global {entry['global_loss']:.4f}, local {entry['local_loss']:.4f}) "
-                f"perm-acc {entry['perm_accuracy']:.3f} cycle {entry['cycle_fraction']:.3f} "
-                f"{entry['seconds']:.1f}s"
-            )
-
-    result = pretrain(
-        model, data, epochs, batch_size=batch_size, image_size=size, lr=lr, device=device,
-        seed=cfg.seed, progress=progress, callback=report, **kwargs,
-    )
-    out = Path(cfg.out)
-    meta = {
-        **result.meta,
-        "model_name": cfg.model,
-        "share_point": cfg.share_point,
-        "num_classes": num_classes,
-    }
-    path = save_pretrained(
-        out / filename, result.pretrainer, meta=meta, history=result.history,
-        config=cfg.to_dict() if hasattr(cfg, "to_dict") else None,
-    )
-    engine.write_json(out / "pretrain_history.json", {"meta": meta, "history": result.history})
-    return path

@@ -1,6 +1,6 @@
 """Named training recipes: ``mag-mmt train --recipe agw|caj|paper``.
 
-A recipe sets every :class:`~mag_mmt.engine.TrainConfig` field that shapes training to one
+A recipe sets every :class:`~mag_mmt.training.TrainConfig` field that shapes training to one
 source's values, each with the place it comes from: a file and line of
 ``mangye16/Cross-Modal-Re-ID-baseline`` (AGW at the repository root, CAJ in ``ICCV21_CAJ/``),
 a section of the MAG/MMT paper, or ``ours`` where the source gives no value. Any field given
@@ -164,11 +164,11 @@ def recipe_values(name: str) -> dict[str, Any]:
 
 
 def resolve_recipe(name: str | None, overrides: Mapping[str, Any] | None = None) -> Any:
-    """A :class:`~mag_mmt.engine.TrainConfig`: the defaults, then recipe ``name`` (None: none),
+    """A :class:`~mag_mmt.training.TrainConfig`: the defaults, then recipe ``name`` (None: none),
     then ``overrides`` (field by field; unknown fields are a :class:`UserError`)."""
     import dataclasses
 
-    from .engine import TrainConfig
+    from .training import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = dict(overrides or {})

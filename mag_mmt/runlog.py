@@ -1,7 +1,7 @@
 """The training log a person reads: ``history.csv``, ``history.json``, TensorBoard events and
 ``curves.png`` in the run folder (``mag-mmt train --out``). docs/logging.md describes the files.
 
-:class:`RunLog` is what :func:`mag_mmt.engine.train` writes through (on rank 0 only):
+:class:`RunLog` is what :func:`mag_mmt.training.train` writes through (on rank 0 only):
 
 * a **step row** every ``every`` steps (and before each checkpoint and at the end of an epoch):
   the means over those steps of ``loss``, ``id_loss`` (cross-entropy), ``triplet_loss`` and, with
@@ -13,7 +13,7 @@
   :meth:`RunLog.reopen`).
 
 ``history.csv`` is appended to row by row (a killed run leaves every finished row);
-``history.json`` (``{"rows": [...], "history": [the engine's epoch records, with every field],
+``history.json`` (``{"rows": [...], "history": [the training loop's epoch records, with every field],
 "final": {...}}``) is rewritten
 at the end of each epoch and of the run. Resuming at step ``S`` keeps the rows up to ``S`` and
 drops the rest (written after the checkpoint the run resumes from), so the resumed run
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -90,7 +89,7 @@ class RunLog:
         self._last: tuple[int, int, float] = (0, 0, 0.0)  # step, epoch, lr of the last step added
         self._writer = None
         self._final: dict[str, Any] | None = None
-        self._history: list[dict[str, Any]] = []  # the engine's full epoch records (JSON "history")
+        self._history: list[dict[str, Any]] = []  # the training loop's full epoch records (JSON "history")
         if not enabled:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +138,7 @@ class RunLog:
         self._add(row)
 
     def epoch(self, step: int, values: Mapping[str, Any]) -> None:
-        """Write an epoch row: ``values`` is the engine's epoch record (``epoch``, ``loss``,
+        """Write an epoch row: ``values`` is the training loop's epoch record (``epoch``, ``loss``,
         ``id_loss``, ``triplet_loss``, ``seconds``, ``images_per_s``, evaluation metrics)."""
         if not self.enabled:
             return
@@ -200,7 +199,7 @@ class RunLog:
             ({k: r[k] for k in _EVAL if k in r} for r in reversed(self.rows) if r["kind"] == "final"), None)
         if final is not None:
             payload["final"] = final
-        from .engine import write_json
+        from .training import write_json
 
         write_json(self.json_path, payload)
 
@@ -269,4 +268,20 @@ def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             return rows
         raise UserError(f"{json_path}: not a mag-mmt history (no 'rows' or 'history' entry)")
     raise UserError(f"{folder} holds no history.csv or history.json: is it the --out folder of `mag-mmt train`?")
+
+
+def plot_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> tuple[Path, int]:
+    """What ``mag-mmt plot`` runs: draw a run folder's curves (:func:`read_history`) to ``out``
+    (default ``RUN_DIR/curves.png``). Returns the path and the number of rows; ``UserError``
+    names the folder when it is missing or holds nothing to draw."""
+    from .visualize import plot_training_curves
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"RUN_DIR {str(run_dir)!r} is not a folder")
+    rows = read_history(run_dir)  # UserError naming the folder, file or line
+    try:
+        path = plot_training_curves(rows, out or Path(run_dir) / "curves.png")
+    except ValueError as exc:  # nothing to draw
+        raise UserError(f"{run_dir}: {exc}") from None
+    return path, len(rows)
 

@@ -237,7 +237,7 @@ def save_training_curves(
 ) -> Path:
     """Write a PNG of training curves: one panel per quantity, one line per run.
 
-    ``histories[name]`` is a run's list of rows: the per-epoch rows :func:`mag_mmt.engine.train`
+    ``histories[name]`` is a run's list of rows: the per-epoch rows :func:`mag_mmt.training.train`
     returns (``{"epoch": 1, "loss": ..., "id_loss": ..., ...}``) or the rows of a run's
     ``history.csv`` (:func:`mag_mmt.runlog.read_history`). The x axis is each row's ``x``
     (``"epoch"`` or ``"step"``; its position when missing). Where a run has per-step rows

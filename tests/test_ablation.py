@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mag_mmt import ablation, engine, stats
+from mag_mmt import ablation, stats, training
 from mag_mmt.data import sampler as sampler_module
 from mag_mmt.errors import UserError
 
 
-def tiny_base(**overrides) -> engine.TrainConfig:
+def tiny_base(**overrides) -> training.TrainConfig:
     values = dict(data="synthetic", synthetic_kwargs={"num_identities": 12, "images_per_camera": 2},
                   epochs=1, steps_per_epoch=2, num_identities=2, num_instances=2, eval_trials=1,
                   device="cpu", progress=False, model_kwargs={"widths": (8, 8, 16, 16, 32)})
     values.update(overrides)
-    return engine.TrainConfig(**values)
+    return training.TrainConfig(**values)
 
 
 TWO_ARMS = ablation.select_arms("B,+MMT")
@@ -108,7 +108,7 @@ def recorded_batches(monkeypatch):
     batches: dict[str, list[int]] = {}
     original = sampler_module.CrossModalityIdentitySampler
     trained: list[str] = []
-    real_train = engine.train
+    real_train = training.train
 
     class Recording(original):
         def __iter__(self):
@@ -123,7 +123,7 @@ def recorded_batches(monkeypatch):
         return real_train(cfg, data=data, log=log)
 
     monkeypatch.setattr(sampler_module, "CrossModalityIdentitySampler", Recording)
-    monkeypatch.setattr(engine, "train", train)
+    monkeypatch.setattr(training, "train", train)
     return batches, trained
 
 

@@ -125,7 +125,7 @@ def test_nan_features_in_protocol_functions_name_the_sample():
 def test_protocol_that_does_not_fit_the_data_is_a_user_error(tmp_path):
     """``eval --protocol sysu`` on RegDB-shaped data names the first query that breaks the rules."""
     from mag_mmt.data import ReIDData, Sample
-    from mag_mmt.engine import run_protocol
+    from mag_mmt.training import run_protocol
     from mag_mmt.models import build_model
 
     test = [Sample(f"x{i}", i // 2, 1 + i % 2, i % 2) for i in range(4)]

@@ -26,7 +26,7 @@ from mag_mmt.checkpoint import (
     set_rng_state,
 )
 from mag_mmt.cli import main
-from mag_mmt.engine import load_init, model_from_checkpoint, train
+from mag_mmt.training import load_init, model_from_checkpoint, train
 from mag_mmt.errors import UserError
 from mag_mmt.models import build_model
 from mag_mmt.models.dual_swin import load_swin_state_dict

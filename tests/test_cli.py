@@ -12,7 +12,7 @@ import torch
 
 from mag_mmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mag_mmt.cli import main
-from mag_mmt.engine import load_init, train
+from mag_mmt.training import load_init, train
 from mag_mmt.models import build_model
 from tests.train_helpers import small_cfg as _cfg, small_data, assert_same_weights as _same_weights
 

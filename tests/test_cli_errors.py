@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from mag_mmt import engine
+from mag_mmt.training import loop
 from mag_mmt.cli import main
 from tests.layouts import MISTAKES
 
@@ -77,7 +77,7 @@ def test_other_exceptions_keep_their_traceback(tmp_path, monkeypatch):
     def broken(_cfg):
         raise RuntimeError("a bug, not an input mistake")
 
-    monkeypatch.setattr(engine, "train", broken)
+    monkeypatch.setattr(loop, "train", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["train", "--out", str(tmp_path / "o"), "--no-progress"])
 

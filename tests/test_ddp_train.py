@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from mag_mmt.checkpoint import load_checkpoint
 from mag_mmt.data.synthetic import make_synthetic
-from mag_mmt.engine import TrainConfig, augment_seed, train
+from mag_mmt.training import TrainConfig, augment_seed, train
 from mag_mmt.errors import UserError
 
 pytestmark = [

@@ -215,7 +215,7 @@ def test_cli_offers_the_model():
 
 
 def test_trainer_passes_the_weight_file(tmp_path):
-    from mag_mmt.engine import TrainConfig, build_model_for
+    from mag_mmt.training import TrainConfig, build_model_for
 
     sd = cheap_torchvision(4).state_dict()
     torch.save(sd, tmp_path / "r.pth")

@@ -112,7 +112,7 @@ def test_train_eval_every_resume_and_eval(data, roots, tmp_path, capsys):
 def test_manifest_searches_follow_its_scene_column(manifest_csv, tmp_path):
     """indoor-/outdoor-search galleries are the cameras the CSV's scene column names."""
     from mag_mmt.data import read_manifest
-    from mag_mmt.engine import run_protocol
+    from mag_mmt.training import run_protocol
     from mag_mmt.models import build_model
 
     data = read_manifest(manifest_csv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mag_mmt.cli import build_parser, main, train_config
-from mag_mmt.engine import TrainConfig, build_triplet
+from mag_mmt.training import TrainConfig, build_triplet
 from mag_mmt.losses import MultiMaskingTripletLoss
 
 

@@ -12,7 +12,7 @@ import torch
 from mag_mmt import ablation
 from mag_mmt.checkpoint import load_checkpoint, save_checkpoint
 from mag_mmt.cli import build_parser, main, train_config
-from mag_mmt.engine import TrainConfig, build_triplet, config_differences, train
+from mag_mmt.training import TrainConfig, build_triplet, config_differences, train
 from mag_mmt.errors import UserError
 from mag_mmt.losses import BatchHardTripletLoss, MultiMaskingTripletLoss
 from mag_mmt.memory import CrossModalityMemory

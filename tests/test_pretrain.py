@@ -27,10 +27,10 @@ from mag_mmt.pretrain import (
     feature_maps,
     load_pretrained,
     permutation_loss,
-    pretrain,
     pretrain_step,
     save_pretrained,
 )
+from mag_mmt.training import pretrain
 
 
 @pytest.fixture(autouse=True)
@@ -552,11 +552,39 @@ def test_pretrain_loop_runs_and_reports_history(pairing):
         pretrain(model, only_vis, epochs=1)
 
 
+def test_pretrain_resumed_after_a_kill_gives_the_same_weights(tmp_path):
+    from mag_mmt.errors import UserError
+
+    kw = dict(batch_size=4, image_size=(16, 8), device="cpu", lr=0.01, grid=(2, 2), num_permutations=6,
+              head_hidden=16, proj_hidden=16, proj_dim=8, seed=1)
+
+    def fresh():
+        torch.manual_seed(0)
+        return TinyBackbone()
+
+    full = pretrain(fresh(), _toy_data(), 2, checkpoint=tmp_path / "a.pt", **kw)
+
+    class Killed(Exception):
+        pass
+
+    def kill(_entry):
+        raise Killed  # after epoch 1's checkpoint is written
+
+    with pytest.raises(Killed):
+        pretrain(fresh(), _toy_data(), 2, checkpoint=tmp_path / "b.pt", callback=kill, **kw)
+    resumed = pretrain(fresh(), _toy_data(), 2, checkpoint=tmp_path / "b.pt", resume=True, **kw)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for key, value in full.pretrainer.state_dict().items():
+        assert torch.equal(value, resumed.pretrainer.state_dict()[key]), key
+    with pytest.raises(UserError, match=r"lr: 0.01 -> 0.02"):
+        pretrain(fresh(), _toy_data(), 3, checkpoint=tmp_path / "b.pt", resume=True, **{**kw, "lr": 0.02})
+
+
 def test_run_pretraining_writes_a_checkpoint_that_train_init_loads(tmp_path):
     from mag_mmt.checkpoint import load_checkpoint
     from mag_mmt.data.synthetic import make_synthetic
-    from mag_mmt.engine import TrainConfig, build_model_for, load_init
-    from mag_mmt.pretrain import run_pretraining
+    from mag_mmt.training import TrainConfig, build_model_for, load_init
+    from mag_mmt.training import run_pretraining
 
     data = make_synthetic("demo", num_identities=4, num_train_identities=2, images_per_camera=2, size=(32, 16))
     cfg = TrainConfig(data="synthetic", model="small-cnn", share_point="F3", out=str(tmp_path), device="cpu")

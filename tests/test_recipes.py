@@ -16,11 +16,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mag_mmt import engine
+from mag_mmt import training
 from mag_mmt.checkpoint import load_checkpoint
 from mag_mmt.cli import build_parser, train_config
 from mag_mmt.data.records import ReIDData, Sample
-from mag_mmt.engine import TrainConfig, _lr_at, split_validation, train
+from mag_mmt.training import TrainConfig, lr_at, split_validation, train
 from mag_mmt.errors import UserError
 from mag_mmt.losses import adaptive_weighted_triplet_loss
 from mag_mmt.recipes import RECIPES, recipe_table, resolve_recipe
@@ -91,15 +91,15 @@ def _agw_adjust_learning_rate(base: float, epoch: int) -> tuple[float, float]:
 @pytest.mark.parametrize("name", ["agw", "caj"])
 def test_schedule_is_agw_adjust_learning_rate(name):
     cfg = resolve_recipe(name)
-    model = engine.build_model_for(dataclasses.replace(cfg, model="small-cnn", share_point="F3"), 5)
-    groups = engine.param_groups(cfg, model)
+    model = training.build_model_for(dataclasses.replace(cfg, model="small-cnn", share_point="F3"), 5)
+    groups = training.param_groups(cfg, model)
     head_ids = {id(p) for n, p in model.named_parameters() if n.startswith("head.")}
     assert {id(p) for p in groups[1]["params"]} == head_ids
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
     for epoch in range(cfg.epochs):
         for step in (0, 7):
             want = _agw_adjust_learning_rate(cfg.lr, epoch)
-            got = tuple(_lr_at(cfg, epoch, step, 10) * g["lr_mult"] for g in groups)
+            got = tuple(lr_at(cfg, epoch, step, 10) * g["lr_mult"] for g in groups)
             assert got == pytest.approx(want, rel=1e-12), epoch
 
 
@@ -134,9 +134,9 @@ def test_bad_fields_are_user_errors():
 
 
 def test_share_point_stem_is_the_stem_only():
-    model = engine.build_model_for(TrainConfig(model="small-cnn", share_point="stem"), 4)
+    model = training.build_model_for(TrainConfig(model="small-cnn", share_point="stem"), 4)
     assert model.num_specific == 1
-    assert engine.build_model_for(TrainConfig(model="small-cnn", share_point="0"), 4).num_specific == 0
+    assert training.build_model_for(TrainConfig(model="small-cnn", share_point="0"), 4).num_specific == 0
 
 
 @pytest.mark.parametrize("name,lr_source", [("agw", "train.py:23"), ("caj", "train_ext.py:26"), ("paper", "paper")])
@@ -250,7 +250,7 @@ def test_best_checkpoint_is_chosen_on_validation_without_reading_the_test_set(tm
     assert result.selection == {"metric": "val_mAP", "value": rows[best_epoch - 1]["val_mAP"], "epoch": best_epoch}
     best = load_checkpoint(tmp_path / "sel" / "best.pt", kind="train")
     assert best["epoch"] == best_epoch and best["selection"]["epoch"] == best_epoch
-    model, _, _ = engine.model_from_checkpoint(str(tmp_path / "sel" / "best.pt"))
+    model, _, _ = training.model_from_checkpoint(str(tmp_path / "sel" / "best.pt"))
     for k, v in model.state_dict().items():
         assert torch.equal(v, best["model"][k])
     # the held-out identities are not trained on, and their images were read for validation

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mag_mmt import engine
+from mag_mmt.training import loop
 from mag_mmt.checkpoint import load_checkpoint
 from mag_mmt.cli import main, resume_command
 from mag_mmt.data.synthetic import make_synthetic
-from mag_mmt.engine import TrainConfig, config_differences, train
+from mag_mmt.training import TrainConfig, config_differences, train
 from mag_mmt.errors import UserError
 from tests.train_helpers import small_cfg as _cfg, small_data
 
@@ -48,8 +48,8 @@ def test_resume_refuses_another_configuration_before_any_work(stopped_run, data,
     def no_data(_cfg):
         raise AssertionError("data loaded before the configuration was checked")
 
-    monkeypatch.setattr(engine, "load_data", no_data)
-    monkeypatch.setattr(engine.TrainConfig, "validate", lambda self: None)  # regdb root need not exist here
+    monkeypatch.setattr(loop, "load_data", no_data)
+    monkeypatch.setattr(TrainConfig, "validate", lambda self: None)  # regdb root need not exist here
     with pytest.raises(UserError) as exc:
         train(_cfg(stopped_run, resume=True, **change), log=None)
     message = str(exc.value)
@@ -92,7 +92,7 @@ def test_cli_resume_against_another_configuration(stopped_run, capsys):
 @pytest.mark.slow
 def test_max_steps_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys, monkeypatch):
     # the final evaluation is not what this test is about: a cheap stand-in keeps it short
-    monkeypatch.setattr(engine, "evaluate_model", lambda *a, **k: {"rank1": 0.5, "mAP": 0.5, "mINP": 0.5, "setting": "stand-in"})
+    monkeypatch.setattr(loop, "evaluate_model", lambda *a, **k: {"rank1": 0.5, "mAP": 0.5, "mINP": 0.5, "setting": "stand-in"})
     out = tmp_path / "run dir"
     args = ["train", "--epochs", "2", "--steps-per-epoch", "2", "-P", "2", "-K", "2", "--out", str(out),
             "--no-progress", "--device", "cpu", "--max-steps", "3"]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mag_mmt.cli import main
-from mag_mmt.engine import TrainConfig, train
+from mag_mmt.training import TrainConfig, train
 from mag_mmt.errors import UserError
 from mag_mmt.runlog import COLUMNS, RunLog, read_history
 from mag_mmt.visualize import plot_training_curves

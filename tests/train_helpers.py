@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from mag_mmt.data.synthetic import make_synthetic
-from mag_mmt.engine import TrainConfig
+from mag_mmt.training import TrainConfig
 
 
 def small_data():

@@ -19,7 +19,7 @@ Conventions shared by every reader (see also ``ReIDData``):
   directions are available.
 * ``protocol`` names the evaluation protocol the dataset follows (``DATASET_PROTOCOLS``): each
   reader sets its own (``read_sysu``: ``"sysu"``, ``read_regdb``: ``"regdb"``,
-  ``read_manifest``: ``"npu"``); the CLI and :func:`mag_mmt.engine.run_protocol` choose
+  ``read_manifest``: ``"npu"``); the CLI and :func:`mag_mmt.training.run_protocol` choose
   the protocol from it, never from ``name``.
 * ``meta`` keys readers fill in: ``"root"`` (str), ``"train_id_map"`` (dict),
   ``"camera_modality"`` (camera -> 0/1), and where known ``"camera_scene"``

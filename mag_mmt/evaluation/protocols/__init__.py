@@ -23,8 +23,6 @@ trial's distances k-reciprocally over that trial's queries and gallery
 
 from __future__ import annotations
 
-# mag_mmt.engine imports distance_matrix from here; drop once it imports from mag_mmt.evaluation
-from mag_mmt.evaluation.features import distance_matrix  # noqa: F401
 from mag_mmt.evaluation.protocols._trials import DIRECTIONS
 from mag_mmt.evaluation.protocols.cross_modality import evaluate_cross_modality
 from mag_mmt.evaluation.protocols.regdb import evaluate_regdb
