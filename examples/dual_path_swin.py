@@ -57,9 +57,7 @@ from mag_mmt.data import (
 )
 from mag_mmt.evaluation import (
     ProtocolResult,
-    evaluate_cross_modality,
-    evaluate_regdb,
-    evaluate_sysu,
+    evaluate_dataset,
     extract_features,
     format_table,
 )
@@ -103,15 +101,9 @@ def evaluate(model: torch.nn.Module, data: ReIDData, size: tuple[int, int], devi
 
     qf = features(data.query)
     gf = qf if data.gallery == data.query else features(data.gallery)
-    if data.protocol == "sysu":  # SYSU-MM01 and synthetic data: thermal queries, visible gallery
-        results = [evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot)
-                   for mode in ("all", "indoor") for shot in ("single", "multi")]
-    elif data.protocol == "regdb":  # both directions, the whole other modality as gallery
-        results = list(evaluate_regdb(qf, gf, data.query, data.gallery).values())
-    else:  # "npu" (manifests): both directions x all/per-scene search x single/multi-shot
-        results = list(evaluate_cross_modality(qf, gf, data.query, data.gallery,
-                                               camera_scene=data.meta.get("camera_scene")).values())
-    return {r.name: r for r in results}
+    # SYSU-MM01 / synthetic: thermal -> visible, all/indoor x single/multi-shot; RegDB: both
+    # directions; manifests (NPU-ReID): both directions x all/per-scene x single/multi-shot
+    return evaluate_dataset(qf, gf, data, full=True)
 
 
 def main(argv: list[str] | None = None) -> dict[str, ProtocolResult]:

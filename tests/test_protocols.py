@@ -352,3 +352,57 @@ def test_extract_features_errors():
         extract_features(model, [], loader=loader)
     with pytest.raises(ValueError, match="must return"):
         extract_features(model, samples, loader=loader, forward=lambda x, m: x)
+
+
+@pytest.mark.parametrize("kind", ["sysu", "regdb", "manifest"])
+@pytest.mark.parametrize("full", [False, True])
+def test_evaluate_dataset_dispatches_on_the_readers_protocol(tmp_path, kind, full):
+    """evaluate_dataset = the protocol function the dataset's kind names, with the same settings."""
+    from layouts import write_manifest, write_regdb, write_sysu
+
+    from mag_mmt.data import read_manifest, read_regdb, read_sysu
+    from mag_mmt.evaluation import evaluate_dataset
+
+    if kind == "sysu":
+        data = read_sysu(write_sysu(tmp_path))
+    elif kind == "regdb":
+        data = read_regdb(write_regdb(tmp_path))
+    else:
+        data = read_manifest(write_manifest(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    qf = torch.randn(len(data.query), 8, generator=g)
+    gf = qf if data.gallery == data.query else torch.randn(len(data.gallery), 8, generator=g)
+    got = evaluate_dataset(qf, gf, data, full=full, trials=3)
+    if kind == "sysu":
+        settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
+        want = [evaluate_sysu(qf, gf, data.query, data.gallery, mode=m, shot=s, trials=3)
+                for m, s in (settings if full else settings[:1])]
+    elif kind == "regdb":
+        want = list(evaluate_regdb(qf, gf, data.query, data.gallery).values())
+    else:
+        want = list(evaluate_cross_modality(
+            qf, gf, data.query, data.gallery, camera_scene=data.meta.get("camera_scene"), trials=3,
+            searches=None if full else ["all"], shots=("single", "multi") if full else ("single",)).values())
+    assert list(got) == [w.name for w in want]
+    for w in want:
+        np.testing.assert_array_equal(got[w.name].cmc, w.cmc)
+        assert got[w.name].mAP == w.mAP
+
+
+def test_evaluate_dataset_errors(tmp_path):
+    from layouts import write_regdb
+
+    from mag_mmt.data import read_regdb
+    from mag_mmt.errors import UserError
+    from mag_mmt.evaluation import evaluate_dataset
+
+    data = read_regdb(write_regdb(tmp_path))
+    qf = torch.zeros(len(data.query), 4)
+    with pytest.raises(UserError, match="unknown protocol 'market'"):
+        evaluate_dataset(qf, qf, data, protocol="market")
+    with pytest.raises(UserError, match="gallery sampling 'agw' applies to the SYSU-MM01"):
+        evaluate_dataset(qf, qf, data, gallery_sampling="agw")
+    only_visible = data.__class__(**{**data.__dict__, "query": [s for s in data.query if s.modality == VISIBLE],
+                                     "gallery": [s for s in data.gallery if s.modality == VISIBLE]})
+    with pytest.raises(UserError, match="needs query images of one modality"):
+        evaluate_dataset(qf, qf, only_visible)

@@ -7,7 +7,8 @@ One file per idea:
 * ``features.py``: :func:`extract_features` (model -> ``(N, D)``) and :func:`distance_matrix`.
 * ``gallery.py``: :func:`sample_gallery`, the per-trial gallery draw (single-/multi-shot, AGW's).
 * ``protocols/``: :func:`evaluate_sysu`, :func:`evaluate_regdb`,
-  :func:`evaluate_cross_modality` (NPU-ReID, manifests), one file each.
+  :func:`evaluate_cross_modality` (NPU-ReID, manifests), one file each, and
+  :func:`evaluate_dataset`, which picks them by the dataset's ``protocol``.
 * ``reranking.py``: k-reciprocal re-ranking.
 * ``results.py``: :class:`ProtocolResult`, :func:`format_table`, :func:`aggregate_splits`.
 
@@ -31,6 +32,7 @@ from mag_mmt.evaluation.protocols import (
     DIRECTIONS,
     SYSU_SEARCH_CAMERAS,
     evaluate_cross_modality,
+    evaluate_dataset,
     evaluate_regdb,
     evaluate_sysu,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "sample_gallery",
     "GALLERY_SAMPLINGS",
     # protocols/
+    "evaluate_dataset",
     "evaluate_sysu",
     "evaluate_regdb",
     "evaluate_cross_modality",

@@ -130,61 +130,16 @@ def run_protocol(model: nn.Module, data: ReIDData, size: tuple[int, int], *, pro
                  trials: int = 10, device: torch.device | None = None, flip: bool = False,
                  full: bool = False, gallery_sampling: str = "default", rerank: Any = None,
                  distance: str = "euclidean") -> dict[str, Any]:
-    """Run an evaluation protocol on ``data``; returns ``{setting: ProtocolResult}`` (main first).
+    """Extract ``data``'s test features with ``model`` and score them with
+    :func:`mag_mmt.evaluation.evaluate_dataset` (``protocol`` defaults to ``data.protocol``);
+    returns ``{setting: ProtocolResult}``, the main setting first."""
+    from ..evaluation.protocols.dataset import check_protocol, evaluate_dataset
 
-    ``protocol`` defaults to ``data.protocol``, which each reader sets for its kind of
-    dataset (never guessed from ``data.name``):
-
-    * ``"sysu"`` (SYSU-MM01, synthetic data): thermal-to-visible, all-search single-shot;
-      ``full``: all/indoor x single/multi-shot.
-    * ``"regdb"`` (RegDB): visible-to-thermal and thermal-to-visible, the whole other
-      modality as gallery (``full`` changes nothing).
-    * ``"npu"`` (manifests): visible-to-thermal and thermal-to-visible, all-search
-      single-shot; ``full``: both directions x all + each scene of
-      ``data.meta["camera_scene"]`` (e.g. indoor, outdoor) x single/multi-shot.
-
-    Directions the dataset does not have (no query or gallery of that modality) are left
-    out of ``"regdb"`` / ``"npu"``; a protocol that does not fit the data at all raises
-    :class:`~mag_mmt.errors.UserError`. ``gallery_sampling`` (``"agw"``: AGW's SYSU-MM01
-    galleries, single-shot), ``rerank`` and ``distance`` are passed to the protocol
-    functions (see ``docs/evaluation-options.md``).
-    """
-    from ..evaluation import DIRECTIONS, evaluate_cross_modality, evaluate_regdb, evaluate_sysu
-
-    if protocol is None:
-        protocol = data.protocol
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if gallery_sampling != "default" and protocol != "sysu":
-        raise UserError(f"gallery sampling {gallery_sampling!r} applies to the SYSU-MM01 protocol, not {protocol!r}")
-    options = {"rerank": rerank, "distance": distance}
+    check_protocol(data, protocol, gallery_sampling)
     qf = features(model, data.query, data, size, device, flip)
     gf = qf if data.gallery == data.query else features(model, data.gallery, data, size, device, flip)
-    if protocol == "sysu":
-        settings = [("all", "single"), ("all", "multi"), ("indoor", "single"), ("indoor", "multi")]
-        out = {}
-        for mode, shot in settings if full else settings[:1]:
-            res = evaluate_sysu(qf, gf, data.query, data.gallery, mode=mode, shot=shot, trials=trials,
-                                gallery_sampling=gallery_sampling, **options)
-            out[res.name] = res
-        return out
-    query_mods = {s.modality for s in data.query}
-    gallery_mods = {s.modality for s in data.gallery}
-    directions = [d for d, qm in DIRECTIONS.items() if qm in query_mods and 1 - qm in gallery_mods]
-    if not directions:
-        raise UserError(
-            f"{data.name}: protocol {protocol!r} needs query images of one modality and gallery images of "
-            "the other; this dataset has none"
-        )
-    if protocol == "regdb":
-        res = evaluate_regdb(qf, gf, data.query, data.gallery, directions=directions, **options)
-        return {r.name: r for r in res.values()}
-    scenes = data.meta.get("camera_scene")
-    res = evaluate_cross_modality(
-        qf, gf, data.query, data.gallery, directions=directions, camera_scene=scenes, trials=trials,
-        searches=None if full else ["all"], shots=("single", "multi") if full else ("single",), **options,
-    )
-    return {r.name: r for r in res.values()}
+    return evaluate_dataset(qf, gf, data, protocol=protocol, full=full, trials=trials,
+                            gallery_sampling=gallery_sampling, rerank=rerank, distance=distance)
 
 
 def model_from_checkpoint(path: str, device: torch.device | None = None) -> tuple[nn.Module, TrainConfig, dict]:

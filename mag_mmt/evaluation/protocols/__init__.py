@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from mag_mmt.evaluation.protocols._trials import DIRECTIONS
 from mag_mmt.evaluation.protocols.cross_modality import evaluate_cross_modality
+from mag_mmt.evaluation.protocols.dataset import evaluate_dataset
 from mag_mmt.evaluation.protocols.regdb import evaluate_regdb
 from mag_mmt.evaluation.protocols.sysu import SYSU_SEARCH_CAMERAS, evaluate_sysu
 
-__all__ = ["evaluate_sysu", "evaluate_regdb", "evaluate_cross_modality", "DIRECTIONS", "SYSU_SEARCH_CAMERAS"]
+__all__ = ["evaluate_dataset", "evaluate_sysu", "evaluate_regdb", "evaluate_cross_modality", "DIRECTIONS", "SYSU_SEARCH_CAMERAS"]
