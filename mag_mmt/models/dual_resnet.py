@@ -45,6 +45,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from ..errors import UserError
 from .heads import DualPathNet
+from .weights import read_state_dict_file
 
 AGW_NON_LOCAL = (0, 2, 3, 0)
 RESNET50_LAYERS = (3, 4, 6, 3)
@@ -112,30 +113,6 @@ class ResNetStage(nn.Module):
             if i in self.non_local_after:
                 x = next(nl)(x)
         return x
-
-
-def read_state_dict_file(path: str | os.PathLike, what: str = "ResNet-50") -> dict[str, torch.Tensor]:
-    """Read a local ``state_dict`` file with ``weights_only=True`` (never downloads).
-
-    Accepts a plain state dict, one wrapped under ``"state_dict"`` or ``"model"``, and a
-    ``"module."`` prefix (DataParallel). Raises :class:`~mag_mmt.errors.UserError` naming the
-    file if it is missing, unreadable or not a mapping of names to tensors.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"{what} weights file not found: {path!r} (nothing is downloaded)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, pickled objects
-        raise UserError(f"could not read {what} weights from {path!r}: {exc}") from exc
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"{path!r} does not hold a state_dict (a mapping of names to tensors)")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
 def _resnet_units(backbone: ResNet, non_local: Sequence[int], inter_channels: int) -> list[nn.Module]:
@@ -228,7 +205,7 @@ class DualResNet50(DualPathNet):
         self.non_local_layers = non_local
         self.last_stride = last_stride
         if pretrained_path is not None:
-            self.load_torchvision_state_dict(read_state_dict_file(pretrained_path), source=repr(os.fspath(pretrained_path)))
+            self.load_torchvision_state_dict(read_state_dict_file(pretrained_path, "ResNet-50"), source=repr(os.fspath(pretrained_path)))
 
     @property
     def test_feature(self) -> str:

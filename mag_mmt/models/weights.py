@@ -51,12 +51,13 @@ from typing import Mapping
 
 import torch
 
-from mag_mmt.errors import UserError
+from mag_mmt.errors import MissingFileError, UserError
 
 __all__ = [
     "SWIN_LAYOUTS",
     "ConvertedSwin",
     "SwinLoadReport",
+    "read_state_dict_file",
     "load_swin_state_dict",
     "detect_swin_layout",
     "convert_swin_state_dict",
@@ -85,17 +86,18 @@ _BLOCK_EXACT = ("attn.relative_position_bias_table", "attn.relative_position_ind
 _STEM_RENAMES = (("patch_embed.proj.", "features.0.0."), ("patch_embed.norm.", "features.0.2."), ("norm.", "norm."))
 
 
-def load_swin_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a Swin checkpoint (any of the layouts above) from a local file, names unchanged.
+def read_state_dict_file(path: str | os.PathLike, what: str = "model") -> dict[str, torch.Tensor]:
+    """Read a ``state_dict`` from a local file (nothing is downloaded), names unchanged.
 
-    Unwraps ``{"state_dict": ...}`` and ``{"model": ...}`` (the official release) and strips a
-    ``"module."`` prefix (DataParallel). ``*.safetensors`` files are read with ``safetensors``
-    (installed with timm). Raises ``FileNotFoundError`` for a missing file and
-    :class:`~mag_mmt.errors.UserError` for a file that is not a readable state dict.
+    ``torch.load(weights_only=True)``, or ``safetensors`` for ``*.safetensors`` (installed with
+    timm). Unwraps ``{"state_dict": ...}`` and ``{"model": ...}`` (the official releases) and
+    strips a ``"module."`` prefix (DataParallel). A missing file is a
+    :class:`~mag_mmt.errors.MissingFileError`; an unreadable one, or one that is not a mapping of
+    names to tensors, a :class:`~mag_mmt.errors.UserError` naming the file and ``what``.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Swin weights file not found: {path!r} (nothing is downloaded)")
+        raise MissingFileError(f"{what} weights file not found: {path!r} (nothing is downloaded)")
     if path.endswith(".safetensors"):
         try:
             from safetensors.torch import load_file
@@ -107,8 +109,8 @@ def load_swin_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return torch.load(p, map_location="cpu", weights_only=True)
     try:
         obj = reader(path)
-    except Exception as exc:  # truncated / not a torch or safetensors file
-        raise UserError(f"could not read Swin weights from {path!r}: {exc}") from exc
+    except Exception as exc:  # truncated, not a torch / safetensors file, pickled objects
+        raise UserError(f"could not read {what} weights from {path!r}: {exc}") from exc
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -117,6 +119,11 @@ def load_swin_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path!r} does not hold a state_dict (a mapping of names to tensors)")
     return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def load_swin_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a Swin checkpoint (any of the layouts above): :func:`read_state_dict_file`."""
+    return read_state_dict_file(path, "Swin")
 
 
 def detect_swin_layout(state_dict: Mapping[str, torch.Tensor], source: str = "state_dict") -> str:
