@@ -214,7 +214,27 @@ def test_bench_images_deterministic_and_distinct_from_classic():
     assert torch.equal(thermal[:, 0], thermal[:, 1]) and torch.equal(thermal[:, 1], thermal[:, 2])
     # the classic style draws none of the bench parameters (its pixels stay as they were)
     assert "hat" not in make_synthetic("demo", **BENCH_SMALL).loader._id
-    assert "heat_jitter" not in make_synthetic("demo", **BENCH_SMALL).loader._img
+    assert not any(name.startswith("id.") or name == "occluder" for name in make_synthetic("demo", **BENCH_SMALL).loader._img)
+
+
+def test_bench_identities_are_attribute_combinations_with_per_image_colours():
+    from mag_mmt.data.synthetic import BENCH_ATTRIBUTES
+
+    r = make_synthetic("bench", num_identities=200, num_train_identities=100, images_per_camera=2).loader
+    attrs = r._id["attributes"]
+    assert attrs.shape == (200, len(BENCH_ATTRIBUTES))
+    for j, k in enumerate(BENCH_ATTRIBUTES.values()):  # every value of every attribute is drawn
+        assert set(attrs[:, j].tolist()) == set(range(k))
+    # the same attribute value gives the same geometry class: build -> shoulder width bands do not overlap
+    build = attrs[:, 0]
+    slim, wide = r._id["shoulder"][build == 0], r._id["shoulder"][build == 2]
+    assert slim.max() < r._id["shoulder"][build == 1].min() and r._id["shoulder"][build == 1].max() < wide.min()
+    # garment colours are drawn per image: one identity's upper colour changes between its images
+    upper = r._img["id.upper"]  # (ids, cameras, k, 3)
+    changes = (upper[:, :, 0] - upper[:, :, 1]).abs().sum(-1) > 0.2
+    assert 0.2 < float(changes.float().mean()) < 0.9
+    # heat: the identity's offset is small against the material's level
+    assert float(r._id["heat_skin"].std()) < 0.05 and float((r._id["heat_skin"] - r._id["heat_upper"]).mean()) > 0.3
 
 
 def _mean_colour_rank1(data: ReIDData, query, gallery) -> float:
