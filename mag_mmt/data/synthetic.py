@@ -178,8 +178,8 @@ BENCH_STYLE: dict[str, float] = {
     "colour_keep": 0.5,  # chance that an image shows a garment in its owner's colour (else any palette colour)
     "heat_identity": 0.02,  # std of an identity's own heat offset per material (a weak thermal cue)
     "heat_image": 0.04,  # std of the per-image heat jitter per material
-    "occluder_p": 0.3,  # chance of a vertical occluder (pole, passer-by) in front of the person
-    "shift": 0.04,  # std of the per-image horizontal shift (image heights)
+    "occluder_p": 0.15,  # chance of a vertical occluder (pole, passer-by) in front of the person
+    "shift": 0.03,  # std of the per-image horizontal shift (image heights)
     "scale_jitter": 0.08,  # per-image scale in [1 - j, 1 + j]
 }
 _BENCH_HEAT = {"heat_skin": 0.9, "heat_hair": 0.55, "heat_upper": 0.5, "heat_lower": 0.44, "heat_bag": 0.3,
