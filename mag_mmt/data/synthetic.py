@@ -178,7 +178,7 @@ BENCH_STYLE: dict[str, float] = {
     "colour_keep": 0.5,  # chance that an image shows a garment in its owner's colour (else any palette colour)
     "heat_identity": 0.02,  # std of an identity's own heat offset per material (a weak thermal cue)
     "heat_image": 0.04,  # std of the per-image heat jitter per material
-    "occluder_p": 0.15,  # chance of a vertical occluder (pole, passer-by) in front of the person
+    "occluder_p": 0.05,  # chance of a vertical occluder (pole, passer-by) in front of the person
     "shift": 0.03,  # std of the per-image horizontal shift (image heights)
     "scale_jitter": 0.08,  # per-image scale in [1 - j, 1 + j]
 }
