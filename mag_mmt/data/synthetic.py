@@ -180,7 +180,7 @@ BENCH_STYLE: dict[str, float] = {
     "heat_image": 0.04,  # std of the per-image heat jitter per material
     "occluder_p": 0.05,  # chance of a vertical occluder (pole, passer-by) in front of the person
     "shift": 0.03,  # std of the per-image horizontal shift (image heights)
-    "scale_jitter": 0.08,  # per-image scale in [1 - j, 1 + j]
+    "scale_jitter": 0.05,  # per-image scale in [1 - j, 1 + j]
 }
 _BENCH_HEAT = {"heat_skin": 0.9, "heat_hair": 0.55, "heat_upper": 0.5, "heat_lower": 0.44, "heat_bag": 0.3,
                "heat_hat": 0.36}
@@ -206,11 +206,11 @@ def _bench_identity_params(n: int, seed: int) -> dict[str, torch.Tensor]:
     p = {
         "attributes": torch.stack([a[name] for name in BENCH_ATTRIBUTES], 1),
         "height": _u(g, [n], 0.82, 0.92),
-        "shoulder": pick((0.085, 0.105, 0.128), b, 0.04),
-        "hip": pick((0.07, 0.087, 0.108), b, 0.04),
-        "leg_w": pick((0.027, 0.034, 0.043), b, 0.04),
-        "arm_w": pick((0.02, 0.024, 0.03), b, 0.04),
-        "leg_len": pick((0.4, 0.47, 0.54), a["legs"], 0.02),
+        "shoulder": pick((0.08, 0.105, 0.135), b, 0.03),
+        "hip": pick((0.065, 0.087, 0.115), b, 0.03),
+        "leg_w": pick((0.026, 0.034, 0.045), b, 0.03),
+        "arm_w": pick((0.019, 0.024, 0.031), b, 0.03),
+        "leg_len": pick((0.38, 0.46, 0.54), a["legs"], 0.015),
         "head_r": _u(g, [n], 0.058, 0.068),
         "coat": pick((0.0, 0.12, 0.25), a["coat"]),
         "sleeve_frac": pick((0.0, 0.55, 1.0), a["sleeves"]),
