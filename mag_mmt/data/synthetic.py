@@ -175,7 +175,7 @@ BENCH_ATTRIBUTES: dict[str, int] = {
 }
 #: the "bench" style's knobs (docs/benchmark.md logs the values tuned on the baseline arms)
 BENCH_STYLE: dict[str, float] = {
-    "colour_keep": 0.5,  # chance that an image shows a garment in its owner's colour (else any palette colour)
+    "colour_keep": 0.3,  # chance that an image shows a garment in its owner's colour (else any palette colour)
     "heat_identity": 0.02,  # std of an identity's own heat offset per material (a weak thermal cue)
     "heat_image": 0.04,  # std of the per-image heat jitter per material
     "occluder_p": 0.05,  # chance of a vertical occluder (pole, passer-by) in front of the person
@@ -474,9 +474,9 @@ def render_params(
     img = over(img, arms, arm_layer)
     head_layer = skin + hair.unsqueeze(1) * (hair_m - skin)
     img = over(img, head, head_layer)
-    if "hat" in idp:  # "bench" style: a cap over the top of the head
-        cap = _soft(1.12 * head_r - torch.sqrt((u / 0.9) ** 2 + (v - head_cv) ** 2 + 1e-12), soft)
-        cap = col(idp["hat"]) * cap * _soft(v - head_cv - 0.2 * head_r, soft)
+    if "hat" in idp:  # "bench" style
+        # a tall hat: from mid-head to above the top of the head, a little wider than the head
+        cap = col(idp["hat"]) * _soft(_box(u, v, zero, 1.15 * head_r, head_cv + 0.1 * head_r, 1.0 + 0.9 * head_r), soft)
         img = over(img, cap, mat(idp["hat_rgb"], idp["heat_hat"]))
 
     if "occluder" in imp:  # "bench" style: a pole or passer-by in front of the person
