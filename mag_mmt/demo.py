@@ -59,15 +59,18 @@ class DemoPreset:
     share_point: str = "F3"
     model_kwargs: tuple[tuple[str, Any], ...] = ()  # extra SmallCNN arguments, e.g. (("widths", (...)),)
     epoch_unit: str = "identities"  # with steps_per_epoch=None: the budget the demo was sized with
+    workers: int = 1  # arms trained at a time on a CPU (one process, one thread each)
 
 
 PRESETS = {
-    # The benchmark's generator ("bench" style, docs/benchmark.md) at a smaller budget, chosen from
-    # the B arm alone (docs/benchmark.md, "Demo form"): 300 train / 32 test identities, half-width
-    # SmallCNN (16..128 channels), all stages shared (F1), SGD lr 0.05 with a 5-epoch warm-up.
-    "demo": DemoPreset("bench", 332, epochs=40, num_identities_per_batch=8, num_instances=4,
-                       steps_per_epoch=5, trials=10, lr=0.05, num_train_identities=300, warmup_epochs=5,
-                       share_point="F1", model_kwargs=(("widths", (16, 16, 32, 64, 128)),)),
+    # The benchmark's generator ("bench" style) and recipe (mag_mmt.ablation.BENCH_BASE) at a smaller
+    # budget, chosen from the B arm alone (docs/benchmark.md, "Demo form"): 200 train / 32 test
+    # identities, 200 steps (40 epochs x 5), half-width SmallCNN (16..128 channels), all stages
+    # shared (F1), Adam lr 0.003 with a 5-epoch warm-up; two arms at a time on a CPU.
+    "demo": DemoPreset("bench", 232, epochs=40, num_identities_per_batch=8, num_instances=4,
+                       steps_per_epoch=5, trials=10, lr=0.003, num_train_identities=200, optimizer="adam",
+                       warmup_epochs=5, share_point="F1", model_kwargs=(("widths", (16, 16, 32, 64, 128)),),
+                       workers=2),
     # seconds: for smoke tests
     "tiny": DemoPreset("bench", 12, epochs=1, num_identities_per_batch=2, num_instances=2,
                        steps_per_epoch=2, trials=2),
@@ -79,11 +82,13 @@ PRESETS = {
 
 def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int | None = None, seed: int = 0,
              device: str | None = None, progress: bool = True, log: Any = print,
-             arms: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+             arms: dict[str, dict[str, Any]] | None = None, workers: int | None = None) -> dict[str, Any]:
     """Train and evaluate the arms (default :data:`ARMS`); returns (and writes) the results dictionary.
 
     ``arms`` maps names to :class:`~mag_mmt.engine.TrainConfig` fields, e.g.
-    ``{**ARMS, "CE+BH": {"loss": "batch-hard", "mag": False}}``.
+    ``{**ARMS, "CE+BH": {"loss": "batch-hard", "mag": False}}``. ``workers``: arms trained at a
+    time, each in its own process with one thread (default: the preset's, at most the CPU count;
+    1 on a GPU). Every arm seeds its own run, so the numbers do not depend on ``workers``.
     """
     import os
 
@@ -98,13 +103,19 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
     if not arms:
         raise ValueError("the demo needs at least one arm")
     spec = PRESETS[preset]
+    if workers is None:
+        on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+        workers = max(1, min(spec.workers, os.cpu_count() or 1)) if on_cpu else 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
     kwargs = {} if spec.num_identities is None else {"num_identities": spec.num_identities}
     if spec.num_train_identities is not None:
         kwargs["num_train_identities"] = spec.num_train_identities
-    data = make_synthetic(spec.synthetic, seed=seed, **kwargs)
+    # with worker processes this process draws only the pictures (no full rendering cache)
+    data = make_synthetic(spec.synthetic, seed=seed, cache=None if workers == 1 else False, **kwargs)
     log(f"synthetic data ({data.meta['style']} style): {data.num_train_identities} train identities, "
         f"{len(data.train)} train images; {len(data.meta['test_ids'])} test identities, {len(data.query)} "
         f"thermal queries, {len(data.gallery)} visible gallery images")
@@ -117,28 +128,36 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
     v_aug, t_aug = ModalityAugment(p=1.0, generator=seed)(visible, thermal)
     save_augmentation_grid(out / "augmented_pairs.png", visible, thermal, v_aug, t_aug, scale=3)
 
+    cfgs = {arm: TrainConfig(
+        data="synthetic", synthetic_preset=spec.synthetic, synthetic_kwargs=kwargs, model="small-cnn", seed=seed,
+        epochs=epochs or spec.epochs, num_identities=spec.num_identities_per_batch,
+        num_instances=spec.num_instances, steps_per_epoch=spec.steps_per_epoch, lr=spec.lr,
+        optimizer=spec.optimizer, warmup_epochs=spec.warmup_epochs, share_point=spec.share_point,
+        model_kwargs=dict(spec.model_kwargs), epoch_unit=spec.epoch_unit,
+        device=device, out=str(out / "runs" / _slug(arm)), progress=progress and workers == 1,
+        **options,
+    ) for arm, options in arms.items()}
     results: dict[str, Any] = {}
-    for arm, options in arms.items():
-        t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
-        cfg = TrainConfig(
-            data="synthetic", synthetic_preset=spec.synthetic, synthetic_kwargs=kwargs, model="small-cnn", seed=seed,
-            epochs=epochs or spec.epochs, num_identities=spec.num_identities_per_batch,
-            num_instances=spec.num_instances, steps_per_epoch=spec.steps_per_epoch, lr=spec.lr,
-            optimizer=spec.optimizer, warmup_epochs=spec.warmup_epochs, share_point=spec.share_point,
-            model_kwargs=dict(spec.model_kwargs), epoch_unit=spec.epoch_unit,
-            device=device, out=str(out / "runs" / _slug(arm)), progress=progress,
-            **options,
-        )
-        log(f"[{arm}] training: loss={cfg.loss}, MAG={'on' if cfg.mag else 'off'}, {cfg.epochs} epochs")
-        result = train(cfg, data=data, log=lambda _msg: None)
-        metrics = evaluate_model(result.model, data, image_size(cfg, data), trials=spec.trials)
-        metrics["seconds"] = time.perf_counter() - t0
-        metrics["cpu_seconds"] = time.process_time() - c0
-        metrics["load"] = [load0, os.getloadavg()[0]]
-        metrics["final_loss"] = result.history[-1]["loss"] if result.history else float("nan")
+
+    def report(arm: str, metrics: dict[str, Any]) -> None:
         results[arm] = metrics
         log(f"[{arm}] rank-1 {100 * metrics['rank1']:.2f}%  mAP {100 * metrics['mAP']:.2f}%  "
             f"mINP {100 * metrics['mINP']:.2f}%  ({metrics['seconds']:.0f} s, CPU {metrics['cpu_seconds']:.0f} s)")
+
+    if workers == 1:
+        for arm, cfg in cfgs.items():
+            log(f"[{arm}] training: loss={cfg.loss}, MAG={'on' if cfg.mag else 'off'}, {cfg.epochs} epochs")
+            report(arm, _run_arm(cfg, spec.trials, data))
+    else:  # one arm per process, one thread each (the arms' numbers do not depend on the order)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        log(f"training {len(cfgs)} arms, {workers} at a time (one process and one thread each)")
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {arm: pool.submit(_run_arm, cfg, spec.trials, None, 1) for arm, cfg in cfgs.items()}
+            for arm, future in futures.items():
+                report(arm, future.result())
+    results = {arm: results[arm] for arm in cfgs}
 
     title = "Synthetic RGB-IR, thermal-to-visible, all-search single-shot"
     save_cmc_plot(out / "cmc.png", {arm: r["cmc"] for arm, r in results.items()}, title=title)
@@ -156,8 +175,9 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
         "test_identities": n_test,
         "protocol": "SYSU-MM01 rules, all-search, single-shot, thermal query -> visible gallery",
         "seconds": time.perf_counter() - start,
-        "cpu_seconds": time.process_time() - cpu_start,
-        "threads": torch.get_num_threads(),
+        "cpu_seconds": time.process_time() - cpu_start,  # this process (the arms' own: per arm)
+        "workers": workers,
+        "threads": torch.get_num_threads() if workers == 1 else 1,
     }
     write_json(out / "results.json", payload)
     log("")
@@ -165,6 +185,34 @@ def run_demo(out: str | Path = "demo_out", *, preset: str = "demo", epochs: int 
     log(f"\nwrote {out / 'results.json'}, {out / 'augmented_pairs.png'}, {out / 'cmc.png'}, {out / 'table.png'} "
         f"in {payload['seconds']:.0f} s")
     return payload
+
+
+_WORKER_DATA: dict[str, Any] = {}
+
+
+def _run_arm(cfg: TrainConfig, trials: int, data: Any = None, threads: int | None = None) -> dict[str, Any]:
+    """Train one arm and evaluate it: the metrics with ``seconds``, ``cpu_seconds`` (this
+    process), ``load`` (1-minute load average before and after) and ``final_loss``. With ``data``
+    ``None`` the synthetic data is made from ``cfg`` (in a worker process)."""
+    import os
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
+    if data is None:  # a worker process renders the data once for all its arms
+        from .data.synthetic import make_synthetic
+
+        key = repr((cfg.synthetic_preset, cfg.seed, sorted(cfg.synthetic_kwargs.items())))
+        if key not in _WORKER_DATA:
+            _WORKER_DATA[key] = make_synthetic(cfg.synthetic_preset, seed=cfg.seed, **cfg.synthetic_kwargs)
+        data = _WORKER_DATA[key]
+    result = train(cfg, data=data, log=lambda _msg: None)
+    metrics = evaluate_model(result.model, data, image_size(cfg, data), trials=trials)
+    metrics["seconds"] = time.perf_counter() - t0
+    metrics["cpu_seconds"] = time.process_time() - c0
+    metrics["load"] = [load0, os.getloadavg()[0]]
+    metrics["final_loss"] = result.history[-1]["loss"] if result.history else float("nan")
+    return metrics
 
 
 def _slug(arm: str) -> str:

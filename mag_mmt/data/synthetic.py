@@ -62,8 +62,8 @@ SYNTHETIC_PRESETS: dict[str, dict] = {
     "demo": dict(num_identities=64, num_train_identities=32, images_per_camera=4, size=(64, 32)),
     # GPU scale, SYSU-like counts: 395 train / 96 test identities, 10 images per camera.
     "large": dict(num_identities=491, num_train_identities=395, images_per_camera=10, size=(256, 128)),
-    # the embedded benchmark (docs/benchmark.md): the "bench" generator style (material-driven
-    # heat, hats and chest prints), 300 train / 64 test identities, 64 x 32 pixels.
+    # the embedded benchmark (docs/benchmark.md): the "bench" generator style (identities are
+    # combinations of attributes seen in both modalities), 300 train / 64 test identities, 64 x 32.
     "bench": dict(num_identities=364, num_train_identities=300, images_per_camera=4, size=(64, 32),
                   style="bench"),
     # the same at GPU scale: 400 train / 96 test identities, 10 images per camera, 128 x 64.
