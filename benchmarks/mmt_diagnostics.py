@@ -7,8 +7,8 @@ training images (the same for every arm: ``P`` identities x ``K`` images per mod
 augmentation, the model in training mode as in a step) reports:
 
 * the gradient norm over the backbone parameters of each term *alone and unweighted*: identity
-  CE, MMAN, MMAP, the batch-hard triplet; the cosine between the gradients of MMAN and MMAP, and of
-  CE and MMAP (negative: the terms pull against each other);
+  CE, MMAN, MMAP, the batch-hard triplet; the cosines between the gradients of MMAN and MMAP, and of
+  CE and each triplet term (negative: the terms pull against each other);
 * the margins reached, with the raw training features and with L2-normalised ones: per anchor the
   cross-modality hardest-positive, easiest-positive and hardest-negative distances, the share of
   anchors that violate MMAN (``d_hp - d_hn + m1 > 0``) and MMAP (``d_hp - d_ep - m2 > 0``), the mean
@@ -104,6 +104,7 @@ def diagnose(model: torch.nn.Module, probes, cfg: engine.TrainConfig) -> dict:
         row["cos_mman_mmap"] = _cos(grads["mman"], grads["mmap"])
         row["cos_ce_mmap"] = _cos(grads["ce"], grads["mmap"])
         row["cos_ce_mman"] = _cos(grads["ce"], grads["mman"])
+        row["cos_ce_bh"] = _cos(grads["ce"], grads["bh"])
         f = feat.detach()
         row["feat_norm"] = float(f.norm(dim=1).mean())
         row.update({f"raw_{k}": v for k, v in _margins(f, labels, modalities, cfg.margin, cfg.pos_margin).items()})
