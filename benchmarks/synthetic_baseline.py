@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
                 optimizer=args.optimizer,
                 model_kwargs={"widths": tuple(args.widths), "eval_feature": args.eval_feature}, out=tmp, progress=False,
             )
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             result = train(cfg, data=data, log=None)
-            train_s = time.perf_counter() - t1
+            train_s, train_cpu_s = time.perf_counter() - t1, time.process_time() - c1
             size = image_size(cfg, data)
             t2 = time.perf_counter()
             test = evaluate_model(result.model, data, size, trials=args.trials)
@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                    test={k: round(test[k], 4) for k in ("rank1", "mAP", "mINP")},
                    train={k: round(train_side[k], 4) for k in ("rank1", "mAP", "mINP")},
                    final_loss=round(result.history[-1]["loss"], 4), train_s=round(train_s, 1),
+                   train_cpu_s=round(train_cpu_s, 1),
                    eval_s=round(eval_s, 1), arm_s=round(train_s + eval_s, 1))
     row["load_end"] = os.getloadavg()[0]
     line = json.dumps(row)

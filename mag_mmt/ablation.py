@@ -74,7 +74,7 @@ from . import training
 from .errors import UserError
 from .stats import paired_t_test, t_interval
 
-__all__ = ["DEFAULT_ARMS", "EXTRA_ARMS", "MEMORY_BATCHES", "METRICS", "run_ablation", "select_arms", "resolve_arms",
+__all__ = ["BENCH_BASE", "bench_base", "DEFAULT_ARMS", "EXTRA_ARMS", "MEMORY_BATCHES", "METRICS", "run_ablation", "select_arms", "resolve_arms",
            "parse_int_list", "plan_runs",
            "comparisons_for", "format_markdown"]
 
@@ -606,6 +606,30 @@ def write_outputs(out: Path, payload: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- command line
 
 
+#: the embedded benchmark's base configuration (``docs/benchmark.md``: chosen from the baseline
+#: arms alone, then frozen): what ``mag-mmt ablation --bench`` trains every arm with
+BENCH_BASE: dict[str, Any] = {
+    "data": "synthetic", "synthetic_preset": "bench", "synthetic_kwargs": {}, "model": "small-cnn",
+    "share_point": "F1", "model_kwargs": {"widths": (16, 16, 32, 64, 128)}, "num_identities": 8,
+    "num_instances": 4, "epochs": 30, "steps_per_epoch": 10, "warmup_epochs": 5, "optimizer": "sgd",
+    "lr": 0.05,
+}
+
+
+def bench_base(base: training.TrainConfig) -> training.TrainConfig:
+    """``base`` with :data:`BENCH_BASE` applied; a field that ``base`` sets to something else than
+    both its default and the benchmark's value raises :class:`UserError` (a flag the benchmark fixes).
+
+    >>> bench_base(training.TrainConfig(seed=3)).synthetic_preset, bench_base(training.TrainConfig()).lr
+    ('bench', 0.05)
+    """
+    default = training.TrainConfig()
+    clash = [k for k, v in BENCH_BASE.items() if getattr(base, k) not in (getattr(default, k), v)]
+    if clash:
+        raise UserError(f"--bench fixes {', '.join(clash)} (docs/benchmark.md); drop the flags that set them")
+    return dataclasses.replace(base, **{k: v for k, v in BENCH_BASE.items()}, recipe=base.recipe)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ablation's own flags (the training flags come from the ``train`` parser)."""
     g = p.add_argument_group("ablation")
@@ -615,6 +639,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", default=None, help="seeds, e.g. 0,1,2,3,4 or 0-4 (default: --seed)")
     g.add_argument("--regdb-trials", default=None, help="RegDB splits, e.g. 1-10 or 1,3,5 (default: --regdb-trial)")
     g.add_argument("--trials", type=int, default=10, help="gallery draws of the SYSU-MM01 protocol")
+    g.add_argument("--bench", action="store_true",
+                   help="the embedded benchmark (docs/benchmark.md): synthetic 'bench' preset with its frozen "
+                   "model and budget (mag_mmt.ablation.BENCH_BASE)")
     p.set_defaults(out="runs/ablation")
 
 
@@ -622,6 +649,8 @@ def run_from_args(args: argparse.Namespace, base: training.TrainConfig) -> dict[
     """What ``mag-mmt ablation`` runs, from parsed arguments and the base configuration."""
     if args.trials < 1:
         raise UserError("--trials must be >= 1")
+    if getattr(args, "bench", False):
+        base = bench_base(base)
     base.eval_trials = args.trials
     seeds = parse_int_list(args.seeds, "--seeds") if args.seeds is not None else [args.seed]
     trials = parse_int_list(args.regdb_trials, "--regdb-trials") if args.regdb_trials is not None else None

@@ -73,6 +73,17 @@ def test_resolved_configs_differ_only_in_the_arm_fields():
     assert len({r.config.out for r in runs}) == len(runs)
 
 
+def test_bench_base_sets_the_frozen_benchmark_and_refuses_clashing_flags():
+    base = engine.TrainConfig(seed=4, out="x", device="cpu")
+    bench = ablation.bench_base(base)
+    for k, v in ablation.BENCH_BASE.items():
+        assert getattr(bench, k) == v
+    assert (bench.seed, bench.out, bench.device) == (4, "x", "cpu")  # run control is the caller's
+    assert ablation.bench_base(dataclasses.replace(base, lr=ablation.BENCH_BASE["lr"])).lr == ablation.BENCH_BASE["lr"]
+    with pytest.raises(UserError, match="--bench fixes epochs, lr "):
+        ablation.bench_base(dataclasses.replace(base, lr=0.2, epochs=3))
+
+
 def test_bad_arms_and_options_are_user_errors(tmp_path):
     base = tiny_base()
     with pytest.raises(UserError, match=r"may not change \['epochs', 'seed'\]"):

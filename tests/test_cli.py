@@ -121,11 +121,13 @@ def test_cli_demo_tiny(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--preset", "tiny", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert list(results["arms"]) == ["baseline", "+MAG", "+MMT", "+MAG+MMT"]
+    assert list(results["arms"]) == ["B", "+MAG", "+MMTN", "+MMTP", "+MMT", "+MAG+MMT"]  # the paper's Table 2
     for arm in results["arms"].values():
         for key in ("rank1", "mAP", "mINP"):
             assert 0.0 <= arm[key] <= 1.0
-    for png in ("augmented_pairs.png", "cmc.png"):
+        assert arm["cpu_seconds"] > 0 and len(arm["load"]) == 2
+    assert results["test_identities"] == 6
+    for png in ("augmented_pairs.png", "cmc.png", "table.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -32,13 +32,17 @@ real RGB-IR data), while body shape, pattern layout, sleeves/trousers (skin is h
 bag are shared cues. Thermal images have three equal channels.
 
 The ``"bench"`` style (presets ``"bench"`` and ``"bench-large"``, the embedded benchmark of
-``docs/benchmark.md``) changes the identities, from its own random streams so that the
-classic presets render exactly as before: clothing colours come from a 10-colour palette (many
-people share a colour), a pattern's second colour always differs from the main one, stripes
-and checks are bolder, body shapes spread wider; heat is set mostly by the material (a small
-identity part plus a per-image jitter of each material's heat), so the thermal intensity level
-is a weak identity cue, while the pattern, a printed chest block and a cap differ from the
-clothes in colour *and* in heat and so show in both modalities. Heat stays independent of colour.
+``docs/benchmark.md``) draws its identities from its own random streams, so the classic presets
+render exactly as before. An identity is a *combination of categorical attributes*
+(:data:`BENCH_ATTRIBUTES`: build, leg length, coat length, sleeves, trouser length, torso
+pattern, bag, hat) that all show by geometry or texture, hence in both modalities; a test
+identity is an unseen combination of values learned on the training identities. What shows in
+one modality only carries little identity information: garment colours come from a 10-colour
+palette and each image shows a garment in its owner's colour only with probability
+``colour_keep`` (else any palette colour); heat is set by the material with a small identity
+offset and a per-image jitter; the pattern is lighter or darker than the garment (in colour
+and in heat) at random per image. Per-image nuisance: shift, scale, pose, an occasional
+occluder (a pole or passer-by), noise. The knobs are :data:`BENCH_STYLE`.
 """
 
 from __future__ import annotations
@@ -58,8 +62,8 @@ SYNTHETIC_PRESETS: dict[str, dict] = {
     "demo": dict(num_identities=64, num_train_identities=32, images_per_camera=4, size=(64, 32)),
     # GPU scale, SYSU-like counts: 395 train / 96 test identities, 10 images per camera.
     "large": dict(num_identities=491, num_train_identities=395, images_per_camera=10, size=(256, 128)),
-    # the embedded benchmark (docs/benchmark.md): the "bench" generator style (material-driven
-    # heat, hats and chest prints), 300 train / 64 test identities, 64 x 32 pixels.
+    # the embedded benchmark (docs/benchmark.md): the "bench" generator style (identities are
+    # combinations of attributes seen in both modalities), 300 train / 64 test identities, 64 x 32.
     "bench": dict(num_identities=364, num_train_identities=300, images_per_camera=4, size=(64, 32),
                   style="bench"),
     # the same at GPU scale: 400 train / 96 test identities, 10 images per camera, 128 x 64.
@@ -147,68 +151,115 @@ def _identity_params(n: int, seed: int, style: str = "classic") -> dict[str, tor
     }
     if style == "bench":
         p.update(_bench_identity_params(n, seed))
+        p.pop("second")  # drawn per image
     return p
 
 
-# the "bench" style's clothing colours: many people share a colour, as in real footage, so
-# colour narrows an identity down but does not name it
+# the "bench" style's clothing colours: many people share a colour, as in real footage
 _BENCH_PALETTE = torch.tensor([
     [0.08, 0.08, 0.09], [0.9, 0.9, 0.88], [0.5, 0.5, 0.52], [0.12, 0.15, 0.35], [0.7, 0.12, 0.12],
     [0.2, 0.4, 0.8], [0.15, 0.45, 0.2], [0.8, 0.72, 0.55], [0.4, 0.25, 0.12], [0.9, 0.8, 0.2],
 ])
 
+#: the "bench" style's identity: one value of each categorical attribute (values per attribute);
+#: every attribute shows by geometry or texture, so in both modalities
+BENCH_ATTRIBUTES: dict[str, int] = {
+    "build": 3,  # slim / medium / wide: shoulders, hips, limbs
+    "legs": 3,  # short / medium / long legs: where the waist is
+    "coat": 3,  # top ends at the hips / mid-thigh jacket / knee-length coat
+    "sleeves": 3,  # long / short / none (skin is hot and skin-coloured)
+    "trousers": 3,  # long / below the knee / shorts
+    "pattern": 5,  # plain / horizontal stripes / vertical stripes / checks / chest band
+    "bag": 3,  # none / at the hip / at the chest (on the person's own left or right)
+    "hat": 2,  # none / cap
+}
+#: the "bench" style's knobs (docs/benchmark.md logs the values tuned on the baseline arms)
+BENCH_STYLE: dict[str, float] = {
+    "colour_keep": 0.3,  # chance that an image shows a garment in its owner's colour (else any palette colour)
+    "heat_identity": 0.02,  # std of an identity's own heat offset per material (a weak thermal cue)
+    "heat_image": 0.04,  # std of the per-image heat jitter per material
+    "occluder_p": 0.05,  # chance of a vertical occluder (pole, passer-by) in front of the person
+    "shift": 0.03,  # std of the per-image horizontal shift (image heights)
+    "scale_jitter": 0.05,  # per-image scale in [1 - j, 1 + j]
+}
+_BENCH_HEAT = {"heat_skin": 0.9, "heat_hair": 0.55, "heat_upper": 0.5, "heat_lower": 0.44, "heat_bag": 0.3,
+               "heat_hat": 0.36}
+_BENCH_COLOURS = ("upper", "lower", "bag_rgb", "hat_rgb")
+
 
 def _bench_identity_params(n: int, seed: int) -> dict[str, torch.Tensor]:
-    """The "bench" style's changes (own random stream, so the classic draws stay as they were).
+    """The "bench" style's identities (own random stream, so the classic draws stay as they were).
 
-    Heat is set mostly by the material (skin hot, clothes cooler) with a small identity part,
-    so the thermal intensity level is a weak identity cue; shapes spread wider; a hat and a
-    printed chest block (colour *and* emissivity differ) add cues seen in both modalities.
+    An identity is a combination of categorical attributes (:data:`BENCH_ATTRIBUTES`) that show
+    in both modalities; continuous shape variation within a value is small. Colours and heat
+    levels carry little identity information: they are redrawn per image
+    (:func:`_bench_image_params`) around weak identity-specific values.
     """
     g = _gen(seed, 4)
-    build = _u(g, [n], 0.75, 1.3)
+    a = {name: torch.randint(0, k, (n,), generator=g) for name, k in BENCH_ATTRIBUTES.items()}
 
-    def palette(count: int, avoid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clothing colours from a small palette, slightly varied (and their palette index)."""
-        m = len(_BENCH_PALETTE)
-        index = torch.randint(0, m, (count,), generator=g)
-        if avoid is not None:  # a different palette colour than `avoid` (a visible pattern)
-            index = (avoid + 1 + torch.randint(0, m - 1, (count,), generator=g)) % m
-        return (_BENCH_PALETTE[index] * _u(g, [count, 1], 0.85, 1.15)).clamp(0.0, 1.0), index
+    def pick(values: Sequence[float], index: torch.Tensor, spread: float = 0.0) -> torch.Tensor:
+        return torch.tensor(values)[index] * _u(g, [n], 1.0 - spread, 1.0 + spread)
 
-    upper, upper_index = palette(n)
-    return {
-        "upper": upper,
-        "second": palette(n, upper_index)[0],
-        "freq": _u(g, [n], 2.0, 3.5),  # bold stripes and checks
-        "lower": palette(n)[0],
-        "bag_rgb": palette(n)[0],
-        "height": _u(g, [n], 0.7, 0.97),
-        "shoulder": 0.105 * build,
-        "hip": 0.085 * build * _u(g, [n], 0.8, 1.2),
-        "leg_len": _u(g, [n], 0.4, 0.54),
-        "leg_w": 0.034 * build * _u(g, [n], 0.8, 1.25),
-        "arm_w": 0.024 * build,
-        "head_r": _u(g, [n], 0.052, 0.075),
-        "heat_skin": _u(g, [n], 0.88, 0.95),
-        "heat_hair": _u(g, [n], 0.5, 0.58),
-        "heat_upper": _u(g, [n], 0.48, 0.6),
-        "heat_lower": _u(g, [n], 0.42, 0.54),
-        "heat_second": _u(g, [n], 0.3, 0.45) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0),
-        "heat_bag": _u(g, [n], 0.25, 0.33),
-        "bag_h": _u(g, [n], 0.15, 0.25),
-        "bag_w": _u(g, [n], 0.07, 0.11),
-        "hat": (torch.rand(n, generator=g) < 0.3).float(),
-        "hat_rgb": palette(n)[0],
-        "heat_hat": _u(g, [n], 0.25, 0.35),
-        "logo": (torch.rand(n, generator=g) < 0.4).float(),
-        "logo_u": _u(g, [n], -0.5, 0.5),  # centre, in shoulder half-widths
-        "logo_v": _u(g, [n], 0.35, 0.75),  # centre, as a fraction of the torso height
-        "logo_w": _u(g, [n], 0.35, 0.7),  # half-width, in shoulder half-widths
-        "logo_h": _u(g, [n], 0.12, 0.25),  # half-height, as a fraction of the torso height
-        "logo_rgb": palette(n, upper_index)[0],
-        "heat_logo": _u(g, [n], 0.3, 0.45) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0),
+    b = a["build"]
+    colour = {name: torch.randint(0, len(_BENCH_PALETTE), (n,), generator=g) for name in _BENCH_COLOURS}
+    p = {
+        "attributes": torch.stack([a[name] for name in BENCH_ATTRIBUTES], 1),
+        "height": _u(g, [n], 0.82, 0.92),
+        "shoulder": pick((0.08, 0.105, 0.135), b, 0.03),
+        "hip": pick((0.065, 0.087, 0.115), b, 0.03),
+        "leg_w": pick((0.026, 0.034, 0.045), b, 0.03),
+        "arm_w": pick((0.019, 0.024, 0.031), b, 0.03),
+        "leg_len": pick((0.38, 0.46, 0.54), a["legs"], 0.015),
+        "head_r": _u(g, [n], 0.058, 0.068),
+        "coat": pick((0.0, 0.12, 0.25), a["coat"]),
+        "sleeve_frac": pick((0.0, 0.55, 1.0), a["sleeves"]),
+        "trouser_frac": pick((0.0, 0.35, 0.62), a["trousers"]),
+        "pattern": a["pattern"].float(),
+        "freq": _u(g, [n], 2.3, 2.7),
+        "phase": torch.zeros(n),
+        "lower_stripes": torch.zeros(n),
+        "bag": torch.where(a["bag"] > 0, torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0), 0.0),
+        "bag_v": pick((0.0, -0.08, 0.13), a["bag"]),  # bottom edge, from the hip line
+        "bag_h": _u(g, [n], 0.14, 0.18),
+        "bag_w": _u(g, [n], 0.08, 0.1),
+        "hat": a["hat"].float(),
+        "colour_index": torch.stack([colour[name] for name in _BENCH_COLOURS], 1),
     }
+    for name, base in _BENCH_HEAT.items():
+        p[name] = base + BENCH_STYLE["heat_identity"] * torch.randn(n, generator=g)
+    return p
+
+
+def _bench_image_params(idp: dict[str, torch.Tensor], shape: tuple[int, int, int], seed: int
+                        ) -> dict[str, torch.Tensor]:
+    """Per-image draws of the "bench" style: garment colours (the owner's with probability
+    ``colour_keep``, else any palette colour), heat jitter per material, the pattern's contrast
+    (lighter or darker, in colour and in heat), an occluder, wider pose jitter. Keys ``"id.<name>"``
+    replace the identity's ``<name>`` for that image."""
+    g = _gen(seed, 5)
+    m = len(_BENCH_PALETTE)
+    own = idp["colour_index"].reshape(shape[0], 1, 1, -1).expand(*shape, -1)
+    keep = torch.rand(own.shape, generator=g) < BENCH_STYLE["colour_keep"]
+    index = torch.where(keep, own, torch.randint(0, m, own.shape, generator=g))
+    rgb = (_BENCH_PALETTE[index] * _u(g, [*own.shape, 1], 0.85, 1.15)).clamp(0.0, 1.0)
+    p = {f"id.{name}": rgb[..., j, :] for j, name in enumerate(_BENCH_COLOURS)}
+    upper = p["id.upper"]
+    light = upper.mean(-1, keepdim=True) > 0.45
+    p["id.second"] = torch.where(light, 0.3 * upper, upper + 0.65 * (1.0 - upper))  # the pattern's colour
+    for name in _BENCH_HEAT:
+        p[f"id.{name}"] = (idp[name].reshape(-1, 1, 1)
+                           + BENCH_STYLE["heat_image"] * torch.randn(shape, generator=g)).clamp(0.05, 0.98)
+    p["id.heat_second"] = torch.where(torch.rand(shape, generator=g) < 0.5, -1.0, 1.0) * _u(g, shape, 0.18, 0.28)
+    p["id.phase"] = _u(g, shape, -0.6, 0.6)
+    p["dx"] = BENCH_STYLE["shift"] * torch.randn(shape, generator=g)
+    p["dscale"] = _u(g, shape, 1.0 - BENCH_STYLE["scale_jitter"], 1.0 + BENCH_STYLE["scale_jitter"])
+    p["occluder"] = (torch.rand(shape, generator=g) < BENCH_STYLE["occluder_p"]).float()
+    p["occluder_x"] = _u(g, shape, 0.15, 0.85)  # centre, as a fraction of the image width
+    p["occluder_w"] = _u(g, shape, 0.05, 0.09)  # half-width, in image heights
+    p["occluder_rgb"] = _BENCH_PALETTE[torch.randint(0, m, shape, generator=g)]
+    p["occluder_heat"] = _u(g, shape, 0.1, 0.6)
+    return p
 
 
 def _camera_params(seed: int) -> dict[str, torch.Tensor]:
@@ -233,7 +284,8 @@ def _camera_params(seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _image_params(n: int, k: int, seed: int, style: str = "classic") -> dict[str, torch.Tensor]:
+def _image_params(n: int, k: int, seed: int, style: str = "classic",
+                  idp: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     shape = (n, len(CAMERAS), k)
     g = _gen(seed, 3)
     p = {
@@ -247,12 +299,10 @@ def _image_params(n: int, k: int, seed: int, style: str = "classic") -> dict[str
         "bg_phase": _u(g, shape, 0.0, 2 * math.pi),
         "noise_seed": torch.randint(0, 2**31 - 1, shape, generator=g),
     }
-    if style == "bench":  # per-image heat jitter per material (activity, sun, clothing contact)
-        p["heat_jitter"] = 0.04 * torch.randn((*shape, len(_HEAT_MATERIALS)), generator=_gen(seed, 5))
+    if style == "bench":
+        assert idp is not None
+        p.update(_bench_image_params(idp, shape, seed))
     return p
-
-
-_HEAT_MATERIALS = ("heat_skin", "heat_hair", "heat_upper", "heat_lower", "heat_bag", "heat_hat", "heat_logo")
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,10 +333,9 @@ def render_params(
     """
     h_px, w_px = size
     n = imp["dx"].shape[0]
-    if "heat_jitter" in imp:  # "bench" style: per-image heat of each material
-        idp = dict(idp)
-        for j, name in enumerate(_HEAT_MATERIALS):
-            idp[name] = idp[name] + imp["heat_jitter"][:, j]
+    overrides = {name[3:]: t for name, t in imp.items() if name.startswith("id.")}
+    if overrides:  # "bench" style: per-image colours and heat replace the identity's
+        idp = {**idp, **overrides}
 
     def col(t: torch.Tensor) -> torch.Tensor:  # (N,) -> (N, 1, 1)
         return t.reshape(n, 1, 1)
@@ -338,7 +387,7 @@ def render_params(
     # bag at the side of the hips, on the person's own side
     bag_side = col(idp["bag"])
     bag_c = bag_side * (hip + 0.6 * col(idp["bag_w"]) + 0.035)
-    bag_v0 = leg_len - 0.08
+    bag_v0 = leg_len + (col(idp["bag_v"]) if "bag_v" in idp else -0.08)
     bag = _soft(_box(u_body, v, bag_c, 0.5 * col(idp["bag_w"]), bag_v0, bag_v0 + col(idp["bag_h"])), soft)
     bag = bag * bag_side.abs()
 
@@ -348,18 +397,28 @@ def render_params(
     stripes_h = torch.sin(2 * math.pi * freq * (v - leg_len) / (neck - leg_len) + phase)
     stripes_v = torch.sin(2 * math.pi * freq * u_body / (2.0 * shoulder) + phase)
     sharp = 6.0
+    plain = torch.zeros_like(v)
+    if "coat" in idp:  # "bench" style: pattern 4, a band across the chest
+        torso_h = neck - leg_len
+        plain = torch.where(pattern == 4, _soft(0.13 * torso_h - (v - leg_len - 0.62 * torso_h).abs(), soft), plain)
     second = torch.where(
         pattern == 1, torch.sigmoid(sharp * stripes_h),
         torch.where(pattern == 2, torch.sigmoid(sharp * stripes_h * stripes_v),
-                    torch.where(pattern == 3, torch.sigmoid(sharp * stripes_v), torch.zeros_like(v))),
+                    torch.where(pattern == 3, torch.sigmoid(sharp * stripes_v), plain)),
     )
     lower_second = col(idp["lower_stripes"]) * torch.sigmoid(
         sharp * torch.sin(2 * math.pi * u_body / (0.9 * leg_w) + phase)
     )
     # skin on forearms (short sleeves) and lower legs (short trousers); shoes at the feet
-    sleeve_end = torch.where(col(idp["long_sleeves"]) > 0, hand + 0.035, 0.5 * (hand + neck))
+    if "sleeve_frac" in idp:  # "bench" style: 0 long, 1 sleeveless
+        sleeve_end = hand + 0.035 + col(idp["sleeve_frac"]) * (neck - hand - 0.035)
+    else:
+        sleeve_end = torch.where(col(idp["long_sleeves"]) > 0, hand + 0.035, 0.5 * (hand + neck))
     arm_skin = _soft(sleeve_end - v, soft)
-    trouser_end = torch.where(col(idp["long_trousers"]) > 0, zero + 0.04, 0.55 * leg_len)
+    if "trouser_frac" in idp:  # "bench" style: 0 long, larger = shorter
+        trouser_end = 0.04 + col(idp["trouser_frac"]) * (leg_len - 0.04)
+    else:
+        trouser_end = torch.where(col(idp["long_trousers"]) > 0, zero + 0.04, 0.55 * leg_len)
     leg_skin = _soft(trouser_end - v, soft) * _soft(v - 0.04, soft)
     shoes = _soft(0.04 - v, soft)
 
@@ -405,25 +464,25 @@ def render_params(
     leg_layer = leg_layer + shoes.unsqueeze(1) * (shoe_m - leg_layer)
     img = over(img, legs, leg_layer)
     top_layer = upper + second.unsqueeze(1) * (upper2 - upper)
+    if "coat" in idp:  # "bench" style: a jacket or coat below the hips, flaring out
+        coat_d = _box(u, v, zero, 1.1 * hip + 0.25 * (leg_len - v).clamp(min=0.0), leg_len - col(idp["coat"]), leg_len)
+        img = over(img, _soft(coat_d, soft) * (col(idp["coat"]) > 0), upper)
     img = over(img, torso, top_layer)
-    if "logo" in idp:  # "bench" style: a printed block on the torso (front and back)
-        torso_h = neck - leg_len
-        logo_v = leg_len + col(idp["logo_v"]) * torso_h
-        logo_h = col(idp["logo_h"]) * torso_h
-        logo = col(idp["logo"]) * torso * _soft(
-            _box(u_body, v, col(idp["logo_u"]) * shoulder, col(idp["logo_w"]) * shoulder, logo_v - logo_h,
-                 logo_v + logo_h), soft)
-        img = over(img, logo, mat(idp["logo_rgb"], (idp["heat_upper"] + idp["heat_logo"]).clamp(0.05, 0.95)))
     img = over(img, bag, bag_m.expand_as(img))
     arm_layer = upper + second.unsqueeze(1) * (upper2 - upper)
     arm_layer = arm_layer + arm_skin.unsqueeze(1) * (skin - arm_layer)
     img = over(img, arms, arm_layer)
     head_layer = skin + hair.unsqueeze(1) * (hair_m - skin)
     img = over(img, head, head_layer)
-    if "hat" in idp:  # "bench" style: a cap over the top of the head
-        cap = _soft(1.12 * head_r - torch.sqrt((u / 0.9) ** 2 + (v - head_cv) ** 2 + 1e-12), soft)
-        cap = col(idp["hat"]) * cap * _soft(v - head_cv - 0.2 * head_r, soft)
+    if "hat" in idp:  # "bench" style
+        # a tall hat: from mid-head to above the top of the head, a little wider than the head
+        cap = col(idp["hat"]) * _soft(_box(u, v, zero, 1.15 * head_r, head_cv + 0.1 * head_r, 1.0 + 0.9 * head_r), soft)
         img = over(img, cap, mat(idp["hat_rgb"], idp["heat_hat"]))
+
+    if "occluder" in imp:  # "bench" style: a pole or passer-by in front of the person
+        occ_x = col(imp["occluder_x"]) * (w_px / h_px)
+        occ = col(imp["occluder"]) * _soft(col(imp["occluder_w"]) - (xs - occ_x).abs() + zero, 0.6 / h_px + zero)
+        img = over(img, occ, mat(imp["occluder_rgb"], imp["occluder_heat"]))
 
     # sensors
     rgb, heat = img[:, :3], img[:, 3:]
@@ -482,7 +541,7 @@ class SyntheticRenderer:
         self.style = style
         self._id = _identity_params(self.num_identities, self.seed, style)
         self._cam = _camera_params(self.seed)
-        self._img = _image_params(self.num_identities, self.images_per_camera, self.seed, style)
+        self._img = _image_params(self.num_identities, self.images_per_camera, self.seed, style, self._id)
         nbytes = self.num_identities * len(CAMERAS) * self.images_per_camera * 3 * size[0] * size[1]
         self.cache = nbytes <= _CACHE_LIMIT if cache is None else bool(cache)
         self._store: torch.Tensor | None = None
