@@ -74,7 +74,7 @@ def test_resolved_configs_differ_only_in_the_arm_fields():
 
 
 def test_bench_base_sets_the_frozen_benchmark_and_refuses_clashing_flags():
-    base = engine.TrainConfig(seed=4, out="x", device="cpu")
+    base = training.TrainConfig(seed=4, out="x", device="cpu")
     bench = ablation.bench_base(base)
     for k, v in ablation.BENCH_BASE.items():
         assert getattr(bench, k) == v
