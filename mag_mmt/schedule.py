@@ -1,7 +1,8 @@
-"""The learning-rate schedule of a training run: warm-up, then x0.1 at every milestone.
+"""Learning-rate schedules: warm-up then x0.1 at every milestone (training), cosine (MMGL).
 
 ``mag-mmt train`` (:func:`mag_mmt.training.lr_at`) and a loop of your own
-(``examples/dual_path_swin.py``) use the same function, :func:`scheduled_lr`.
+(``examples/dual_path_swin.py``) use the same function, :func:`scheduled_lr`;
+``mag-mmt pretrain`` uses :func:`cosine_lr`.
 
 Example:
     >>> from mag_mmt.schedule import scheduled_lr
@@ -12,11 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from .errors import UserError
 
-__all__ = ["WARMUP_MODES", "scheduled_lr"]
+__all__ = ["WARMUP_MODES", "scheduled_lr", "cosine_lr"]
 
 #: ``"linear"``: per step from 0.1 lr to lr; ``"staircase"``: AGW's ``lr * (epoch + 1) / warmup`` per epoch
 WARMUP_MODES = ("linear", "staircase")
@@ -48,3 +50,12 @@ def scheduled_lr(
         lr *= 0.1 + 0.9 * min(1.0, progress)
     lr *= 0.1 ** sum(epoch >= m for m in milestones)
     return lr
+
+
+def cosine_lr(lr: float, step: int, total: int) -> float:
+    """Cosine decay from ``lr`` at step 0 to 0 at step ``total`` (and after).
+
+    >>> cosine_lr(0.01, 0, 100), cosine_lr(0.01, 50, 100), cosine_lr(0.01, 100, 100)
+    (0.01, 0.005, 0.0)
+    """
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
