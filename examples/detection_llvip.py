@@ -37,10 +37,11 @@ from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn, fast
 from torchvision.transforms import v2
 
 from mag_mmt.augment_v2 import ModalityAugmentV2
+from mag_mmt.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # ImageNet statistics for the visible channels; the infrared channels are grey, centred at 0.5
-MEAN = [0.485, 0.456, 0.406, 0.5, 0.5, 0.5]
-STD = [0.229, 0.224, 0.225, 0.25, 0.25, 0.25]
+MEAN = [*IMAGENET_MEAN, 0.5, 0.5, 0.5]
+STD = [*IMAGENET_STD, 0.25, 0.25, 0.25]
 LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 
 

@@ -5,7 +5,8 @@ for copying into your own code. Every training value comes from the ``paper`` re
 (``mag_mmt.recipes.RECIPES["paper"]``; docs/recipes.md lists each with its source): dual-path
 Swin-T with share point F3, 224 x 224 inputs, pad + random crop + flip, MAG
 (``ModalityAugment``), identity cross-entropy + the multi-masking triplet loss (MMT), SGD
-(momentum 0.9, lr 0.01, weight decay 5e-4) with AGW's warm-up and steps, P x K batches. After
+(momentum 0.9, lr 0.01, weight decay 5e-4) with AGW's warm-up and steps
+(:func:`mag_mmt.schedule.scheduled_lr`, as ``mag-mmt train``), P x K batches. After
 training, the test split is scored with the dataset's own protocol (``ReIDData.protocol``:
 SYSU-MM01 all/indoor x single/multi-shot, RegDB both directions, a manifest's NPU-ReID
 settings) and the table is printed. The last model is evaluated (no model selection on a
@@ -55,6 +56,7 @@ from mag_mmt.data import (
     read_regdb,
     read_sysu,
 )
+from mag_mmt.device import resolve_device
 from mag_mmt.evaluation import (
     ProtocolResult,
     evaluate_dataset,
@@ -63,6 +65,7 @@ from mag_mmt.evaluation import (
 )
 from mag_mmt.models import SWIN_T_CONFIG, SWIN_TINY_TEST_CONFIG, DualPathSwin
 from mag_mmt.recipes import recipe_values
+from mag_mmt.schedule import scheduled_lr
 from mag_mmt.transforms import CrossModalAugment, ReIDTransform, normalize
 
 PAPER = recipe_values("paper")
@@ -84,13 +87,6 @@ def load_data(name: str, root: str | None, trial: int, seed: int) -> ReIDData:
     return read_manifest(root)
 
 
-def lr_factor(epoch: int) -> float:
-    """The recipe's schedule: staircase warm-up ``(epoch + 1) / warmup_epochs``, then x0.1
-    at each milestone."""
-    warmup = min(1.0, (epoch + 1) / PAPER["warmup_epochs"]) if PAPER["warmup_epochs"] else 1.0
-    return warmup * 0.1 ** sum(epoch >= m for m in PAPER["milestones"])
-
-
 def evaluate(model: torch.nn.Module, data: ReIDData, size: tuple[int, int], device: torch.device
              ) -> dict[str, ProtocolResult]:
     """Test features of ``data.query`` / ``data.gallery``, scored with ``data.protocol``."""
@@ -109,7 +105,7 @@ def evaluate(model: torch.nn.Module, data: ReIDData, size: tuple[int, int], devi
 def main(argv: list[str] | None = None) -> dict[str, ProtocolResult]:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)  # None: CUDA when available, else the CPU
     synthetic = args.data == "synthetic"
     P = args.batch_ids or (2 if synthetic else PAPER["num_identities"])
     K = args.instances or (2 if synthetic else PAPER["num_instances"])
@@ -142,7 +138,12 @@ def main(argv: list[str] | None = None) -> dict[str, ProtocolResult]:
     # one learning rate for all (backbone_lr_mult 1); Nesterov as `mag-mmt train` (AGW's train.py)
     optimizer = torch.optim.SGD(model.parameters(), lr=PAPER["lr"], momentum=PAPER["momentum"],
                                 weight_decay=PAPER["weight_decay"], nesterov=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)  # stepped once per epoch
+    # the recipe's schedule (warm-up, then x0.1 at each milestone), stepped once per optimiser step
+    steps_per_epoch = len(sampler)
+    schedule = dict(warmup_epochs=PAPER["warmup_epochs"], warmup_mode=PAPER["warmup_mode"],
+                    milestones=PAPER["milestones"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: scheduled_lr(1.0, s // steps_per_epoch, s % steps_per_epoch, steps_per_epoch, **schedule))
 
     print(f"{args.data}: {len(data.train)} training images, {data.num_train_identities} identities; "
           f"batch {P} x {K} x 2 at {size[0]}x{size[1]}, {len(sampler)} steps per epoch, device {device}")
@@ -165,9 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, ProtocolResult]:
             if step % args.log_every == 0 or step == args.steps:
                 print(f"epoch {epoch + 1} step {step}  loss {loss.item():.4f}  id {id_loss.item():.4f}  "
                       f"mmt {tri_loss.item():.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
+            scheduler.step()
             if step == args.steps:
                 break
-        scheduler.step()
         if step == args.steps:
             break
 

@@ -101,5 +101,6 @@ def test_dual_path_swin_uses_the_public_api_only():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     ours = {name for name in imported if name.split(".")[0] == "mag_mmt"}
-    public = {"mag_mmt", "mag_mmt.data", "mag_mmt.evaluation", "mag_mmt.models", "mag_mmt.recipes", "mag_mmt.transforms"}
+    public = {"mag_mmt", "mag_mmt.data", "mag_mmt.device", "mag_mmt.evaluation", "mag_mmt.models", "mag_mmt.recipes",
+              "mag_mmt.schedule", "mag_mmt.transforms"}
     assert ours and ours <= public, ours - public

@@ -103,6 +103,23 @@ def test_schedule_is_agw_adjust_learning_rate(name):
             assert got == pytest.approx(want, rel=1e-12), epoch
 
 
+def test_linear_warmup_and_the_factor_form():
+    """Linear warm-up rises per step from 0.1 lr to lr; ``scheduled_lr(1.0, ...)`` is the factor a
+    ``LambdaLR`` needs (the example's schedule), equal to ``lr_at / lr``; an unknown mode is refused."""
+    from mag_mmt.schedule import scheduled_lr
+
+    cfg = TrainConfig(lr=0.05, warmup_epochs=2, warmup_mode="linear", milestones=(3, 5))
+    for epoch in range(7):
+        for step in range(4):
+            done = min(1.0, (epoch * 4 + step + 1) / 8)
+            want = 0.05 * (0.1 + 0.9 * done) * 0.1 ** ((epoch >= 3) + (epoch >= 5))
+            assert lr_at(cfg, epoch, step, 4) == pytest.approx(want, rel=1e-12)
+            factor = scheduled_lr(1.0, epoch, step, 4, warmup_epochs=2, warmup_mode="linear", milestones=(3, 5))
+            assert 0.05 * factor == pytest.approx(lr_at(cfg, epoch, step, 4), rel=1e-12)
+    with pytest.raises(UserError, match="warmup_mode"):
+        scheduled_lr(0.1, 0, warmup_mode="cosine")
+
+
 # --------------------------------------------------------------------------- CLI: overrides, dry run
 
 

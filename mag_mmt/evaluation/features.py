@@ -8,9 +8,10 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
-from mag_mmt.data.records import VISIBLE, Sample
-from mag_mmt.functional.distances import pairwise_distance
+from mag_mmt.data.records import Sample
 from mag_mmt.errors import UserError
+from mag_mmt.functional.distances import pairwise_distance
+from mag_mmt.modalities import VISIBLE
 
 __all__ = ["extract_features", "distance_matrix"]
 

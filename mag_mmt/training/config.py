@@ -23,6 +23,7 @@ from typing import Any
 from ..data.records import DATASET_PROTOCOLS
 from ..data.sampler import EPOCH_UNITS
 from ..errors import UserError
+from ..schedule import WARMUP_MODES
 
 __all__ = [
     "DATASETS", "LOSSES", "PROTOCOLS", "RESUME_MAY_CHANGE", "AUGMENTS", "VAL_SPLITS", "SELECT_METRICS",
@@ -179,7 +180,7 @@ class TrainConfig:
         from ..models.heads import parse_share_point
 
         choices = {"augment": AUGMENTS, "val": VAL_SPLITS, "select_metric": SELECT_METRICS,
-                   "warmup_mode": ("linear", "staircase"), "test_feature": (None, "bn", "pool")}
+                   "warmup_mode": WARMUP_MODES, "test_feature": (None, "bn", "pool")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}")

@@ -55,6 +55,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..data.records import ReIDData, Sample
+from ..schedule import scheduled_lr
 from .checkpoints import check_resumable, check_same_run, restore_run_state, save_run_state, write_json
 from .config import TrainConfig
 from .evaluate import evaluate_model, evaluate_validation, model_from_checkpoint, split_validation
@@ -80,16 +81,10 @@ class TrainResult:
 
 
 def lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
-    """Warm-up over ``warmup_epochs`` (linear per step from 0.1 lr, or AGW's per-epoch staircase
-    ``lr * (epoch + 1) / warmup_epochs``), then x0.1 at every milestone passed."""
-    lr = cfg.lr
-    if cfg.warmup_mode == "staircase" and epoch < cfg.warmup_epochs:
-        lr *= (epoch + 1) / cfg.warmup_epochs
-    elif cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
-        progress = (epoch * steps_per_epoch + step_in_epoch + 1) / (cfg.warmup_epochs * steps_per_epoch)
-        lr *= 0.1 + 0.9 * min(1.0, progress)
-    lr *= 0.1 ** sum(epoch >= m for m in cfg.milestones)
-    return lr
+    """The learning rate of ``cfg`` at a step: :func:`~mag_mmt.schedule.scheduled_lr` with
+    ``cfg.lr``, ``warmup_epochs``, ``warmup_mode`` and ``milestones``."""
+    return scheduled_lr(cfg.lr, epoch, step_in_epoch, steps_per_epoch, warmup_epochs=cfg.warmup_epochs,
+                        warmup_mode=cfg.warmup_mode, milestones=cfg.milestones)
 
 
 def train(cfg: TrainConfig, data: ReIDData | None = None, log: Callable[[str], None] | None = print) -> TrainResult:

@@ -20,7 +20,6 @@ that ``mag-mmt train --init`` loads. :func:`run_pretraining` is ``mag-mmt pretra
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import torch.nn as nn
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
 from ..pretrain import MMGLPretrainer, pretrain_step, pretrained_state
+from ..schedule import cosine_lr
 from .checkpoints import restore_run_state, save_run_state, write_json
 from .setup import (
     batch_loader,
@@ -61,11 +61,6 @@ class PretrainResult:
     history: list[dict[str, float]]
     pretrainer: MMGLPretrainer
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def _cosine_lr(lr: float, step: int, total: int) -> float:
-    """Cosine decay from ``lr`` at step 0 to 0 at step ``total``."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 def _pairs(vis: list, th: list, n_pairs: int, pairing: str, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +218,7 @@ def pretrain(
         sums = torch.zeros(5, device=device)
         for step, (images, *_labels) in enumerate(loader):
             for group in opt.param_groups:
-                group["lr"] = _cosine_lr(lr, (epoch - 1) * steps_per_epoch + step, total_steps)
+                group["lr"] = cosine_lr(lr, (epoch - 1) * steps_per_epoch + step, total_steps)
             images = images.to(device, non_blocking=True)
             rgb, ir = images[:batch_size], images[batch_size:]
             if flip:
@@ -235,7 +230,7 @@ def pretrain(
         vals = (sums / steps_per_epoch).tolist()  # one host sync per epoch
         entry = {"epoch": float(epoch), "loss": vals[0], "global_loss": vals[1], "local_loss": vals[2],
                  "perm_accuracy": vals[3], "cycle_fraction": vals[4],
-                 "lr": _cosine_lr(lr, epoch * steps_per_epoch, total_steps), "seconds": time.perf_counter() - start}
+                 "lr": cosine_lr(lr, epoch * steps_per_epoch, total_steps), "seconds": time.perf_counter() - start}
         history.append(entry)
         if checkpoint is not None:
             fields = pretrained_state(pre, meta=meta, history=history, config=config)

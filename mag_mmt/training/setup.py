@@ -31,6 +31,7 @@ from ..checkpoint import CheckpointError
 from ..data.records import ReIDData
 from ..device import resolve_device
 from ..errors import UserError
+from ..transforms import IMAGENET_MEAN, IMAGENET_STD
 from .config import TrainConfig, share_point_value
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 
 #: optimisers :func:`build_optimizer` builds (``train`` takes sgd / adam, ``pretrain`` sgd / adamw)
 OPTIMIZERS = ("sgd", "adam", "adamw")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def seed_everything(seed: int) -> None:

@@ -9,13 +9,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from mag_mmt.data.records import MODALITY_NAMES, THERMAL, VISIBLE, Sample
+from mag_mmt.data.records import Sample
 from mag_mmt.errors import UserError
 from mag_mmt.evaluation.features import Distance, distance_matrix
 from mag_mmt.evaluation.gallery import GallerySampling, Shot, sample_gallery
 from mag_mmt.evaluation.metrics import CameraRule, rank_metrics
 from mag_mmt.evaluation.reranking import ReRanking, re_ranking
 from mag_mmt.evaluation.results import ProtocolResult
+from mag_mmt.modalities import MODALITY_NAMES, THERMAL, VISIBLE
 
 #: search directions, query modality first
 DIRECTIONS: dict[str, int] = {"visible-to-thermal": VISIBLE, "thermal-to-visible": THERMAL}

@@ -12,12 +12,13 @@ from typing import Literal, Sequence
 
 import torch
 
-from mag_mmt.data.records import MODALITY_NAMES, THERMAL, VISIBLE, Sample
+from mag_mmt.data.records import Sample
 from mag_mmt.errors import UserError
 from mag_mmt.evaluation.features import Distance, distance_matrix
 from mag_mmt.evaluation.gallery import GallerySampling, Shot, check_sampling, num_shots, shot_name
 from mag_mmt.evaluation.protocols._trials import Rerank, check_pairs, check_trials, rerank_inputs, run_trials
 from mag_mmt.evaluation.results import ProtocolResult
+from mag_mmt.modalities import MODALITY_NAMES, THERMAL, VISIBLE
 
 __all__ = ["evaluate_sysu", "SYSU_SEARCH_CAMERAS", "SYSU_QUERY_CAMERAS"]
 
