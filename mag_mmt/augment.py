@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mag_mmt._validation import check_same_device, check_tensor
+from mag_mmt.errors import UserError
 from mag_mmt.functional.exchange import (
     Placement,
     RatioSampling,
@@ -208,6 +209,9 @@ class ModalityAugment(nn.Module, _ExchangeOptions):
             params = self.forward_parameters(visible, thermal, visible_labels, thermal_labels)
         elif "boxes" not in params or "batch_prob" not in params:
             raise ValueError("params must come from ModalityAugment (keys 'boxes' and 'batch_prob')")
+        elif (visible_labels is not None or thermal_labels is not None) and "visible_partner" not in params:
+            raise UserError("these params were drawn without labels, so they pair images by index; draw them "
+                            "with forward_parameters(visible, thermal, visible_labels, thermal_labels)")
         self._params = params
         if "visible_partner" in params:
             return modality_exchange(

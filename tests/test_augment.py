@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mag_mmt import ModalityAugment, StackedModalityAugment
+from mag_mmt.errors import UserError
 from mag_mmt.functional import exchange_mask, match_partners, modality_exchange, sample_exchange_params
 from tests.reference_augment import changed_rectangle, ks_uniform, reference_box, reference_exchange
 
@@ -225,6 +226,8 @@ def test_public_replay_api_draws_then_applies():
         ModalityAugment().forward_parameters((8, 40, 20))
     with pytest.raises(ValueError, match="thermal batch"):
         ModalityAugment().forward_parameters(v)
+    with pytest.raises(UserError, match="drawn without labels"):  # labels would be ignored: refused
+        ModalityAugment()(v, t, labels_v, labels_t, params=by_tensor)
     assert not hasattr(ModalityAugment(p=0.3), "p_pair") and ModalityAugment(p=0.3).p == 0.3
 
 
