@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the synthetic data (default: the one the checkpoint was trained with)")
     p.add_argument("--json", help="also write the results to this JSON file")
 
-    p = sub.add_parser("demo", help="train the paper's four ablation arms on synthetic data")
+    p = sub.add_parser("demo", help="train the paper's six ablation arms (Table 2) on synthetic data")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--epochs", type=int, default=None, help="epochs per arm (default: the preset's)")
     p.add_argument("--preset", choices=("demo", "tiny", "large"), default="demo",
