@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from mag_mmt._validation import check_same_device, check_tensor
 from mag_mmt.errors import UserError
 from mag_mmt.functional.exchange import (
+    DEFAULT_RATIO,
+    DEFAULT_SCALE,
     Placement,
     RatioSampling,
     _check_images,
@@ -98,8 +100,8 @@ class ModalityAugment(nn.Module, _ExchangeOptions):
     def __init__(
         self,
         p: float = 0.5,
-        scale: Tuple[float, float] = (0.02, 0.4),
-        ratio: Tuple[float, float] = (0.3, 3.3),
+        scale: Tuple[float, float] = DEFAULT_SCALE,
+        ratio: Tuple[float, float] = DEFAULT_RATIO,
         same_on_batch: bool = False,
         ratio_sampling: RatioSampling = "uniform",
         placement: Placement = "clip",

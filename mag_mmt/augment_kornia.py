@@ -12,7 +12,7 @@ from kornia.augmentation import IntensityAugmentationBase2D
 from torch import Tensor
 
 from mag_mmt.augment import _ExchangeOptions
-from mag_mmt.functional.exchange import Placement, RatioSampling, modality_exchange
+from mag_mmt.functional.exchange import DEFAULT_RATIO, DEFAULT_SCALE, Placement, RatioSampling, modality_exchange
 
 __all__ = ["StackedModalityAugment"]
 
@@ -40,8 +40,8 @@ class StackedModalityAugment(IntensityAugmentationBase2D, _ExchangeOptions):
     def __init__(
         self,
         p: float = 0.5,
-        scale: Tuple[float, float] = (0.02, 0.4),
-        ratio: Tuple[float, float] = (0.3, 3.3),
+        scale: Tuple[float, float] = DEFAULT_SCALE,
+        ratio: Tuple[float, float] = DEFAULT_RATIO,
         same_on_batch: bool = False,
         ratio_sampling: RatioSampling = "uniform",
         placement: Placement = "clip",

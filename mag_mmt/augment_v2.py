@@ -50,7 +50,7 @@ from torchvision.transforms import v2
 
 from mag_mmt.augment import ModalityAugment
 from mag_mmt.errors import UserError
-from mag_mmt.functional.exchange import Placement, RatioSampling
+from mag_mmt.functional.exchange import DEFAULT_RATIO, DEFAULT_SCALE, Placement, RatioSampling
 
 __all__ = ["ModalityAugmentV2"]
 
@@ -74,8 +74,8 @@ class ModalityAugmentV2(v2.Transform):
     def __init__(
         self,
         p: float = 0.5,
-        scale: Tuple[float, float] = (0.02, 0.4),
-        ratio: Tuple[float, float] = (0.3, 3.3),
+        scale: Tuple[float, float] = DEFAULT_SCALE,
+        ratio: Tuple[float, float] = DEFAULT_RATIO,
         same_on_batch: bool = False,
         ratio_sampling: RatioSampling = "uniform",
         placement: Placement = "clip",

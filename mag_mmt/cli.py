@@ -103,8 +103,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mag", dest="mag", action="store_true", default=True, help="on (default)")
     g.add_argument("--no-mag", dest="mag", action="store_false", help="off")
     g.add_argument("--mag-p", type=float, default=0.5)
-    g.add_argument("--mag-scale", type=_pair(float), default=(0.02, 0.4), metavar="LO,HI")
-    g.add_argument("--mag-ratio", type=_pair(float), default=(0.3, 3.3), metavar="LO,HI")
+    g.add_argument("--mag-scale", type=_pair(float), default=TrainConfig.mag_scale, metavar="LO,HI")
+    g.add_argument("--mag-ratio", type=_pair(float), default=TrainConfig.mag_ratio, metavar="LO,HI")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10,
                    help="epochs; one epoch is one pass over the larger modality's training images, shared by "

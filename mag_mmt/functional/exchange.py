@@ -37,7 +37,13 @@ from torch import Tensor
 
 from mag_mmt._validation import check_integer, check_same_device, check_tensor, is_compiling
 
-__all__ = ["sample_exchange_params", "exchange_mask", "modality_exchange", "match_partners"]
+__all__ = ["sample_exchange_params", "exchange_mask", "modality_exchange", "match_partners",
+           "DEFAULT_SCALE", "DEFAULT_RATIO"]
+
+#: MAG's default box-area range ``[A_l, A_h]`` (fraction of the image; ours, the paper gives no values)
+DEFAULT_SCALE: Tuple[float, float] = (0.02, 0.4)
+#: MAG's default aspect-ratio range ``[r_l, r_h]`` of ``r = h / w`` (ours)
+DEFAULT_RATIO: Tuple[float, float] = (0.3, 3.3)
 
 RatioSampling = Literal["uniform", "log_uniform"]
 Placement = Literal["clip", "inside"]
@@ -122,8 +128,8 @@ def sample_exchange_params(
     width: int,
     *,
     p: float = 0.5,
-    scale: Tuple[float, float] = (0.02, 0.4),
-    ratio: Tuple[float, float] = (0.3, 3.3),
+    scale: Tuple[float, float] = DEFAULT_SCALE,
+    ratio: Tuple[float, float] = DEFAULT_RATIO,
     same_on_batch: bool = False,
     ratio_sampling: RatioSampling = "uniform",
     placement: Placement = "clip",

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..data.records import DATASET_PROTOCOLS
 from ..data.sampler import EPOCH_UNITS
+from ..functional.exchange import DEFAULT_RATIO, DEFAULT_SCALE
 from ..errors import UserError
 from ..schedule import WARMUP_MODES
 
@@ -76,8 +77,8 @@ class TrainConfig:
     # augmentation
     mag: bool = True
     mag_p: float = 0.5
-    mag_scale: tuple[float, float] = (0.02, 0.4)
-    mag_ratio: tuple[float, float] = (0.3, 3.3)
+    mag_scale: tuple[float, float] = DEFAULT_SCALE
+    mag_ratio: tuple[float, float] = DEFAULT_RATIO
     flip: bool = True
     # recipe and augmentation pipeline (mag_mmt.recipes, mag_mmt.transforms)
     recipe: str | None = None  # the named recipe the other fields came from (a record; set by resolve_recipe)
