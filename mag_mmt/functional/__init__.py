@@ -24,14 +24,7 @@ from __future__ import annotations
 
 from mag_mmt.functional.contrastive import cycle_consistent_pairs, cycle_infonce_loss
 from mag_mmt.functional.distances import indexed_distance, mining_scores, paired_distance, pairwise_distance
-from mag_mmt.functional.exchange import (
-    DEFAULT_RATIO,
-    DEFAULT_SCALE,
-    exchange_mask,
-    match_partners,
-    modality_exchange,
-    sample_exchange_params,
-)
+from mag_mmt.functional.exchange import exchange_mask, match_partners, modality_exchange, sample_exchange_params
 from mag_mmt.functional.jigsaw import (
     hamming_distances,
     jigsaw_shuffle,
@@ -80,8 +73,6 @@ __all__ = [
     "concat_modalities",
     # MAG
     "sample_exchange_params",
-    "DEFAULT_SCALE",
-    "DEFAULT_RATIO",
     "exchange_mask",
     "modality_exchange",
     "match_partners",
